@@ -1,0 +1,3 @@
+from ocrnet.cli import main
+
+raise SystemExit(main())
