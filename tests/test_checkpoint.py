@@ -123,7 +123,7 @@ def test_unreadable_files(tmp_path, source, content):
         path.write_bytes(path.read_bytes()[: 100_000])
     else:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="broken.pth"):
+    with pytest.raises(CheckpointError, match=r"broken\.pth"):
         load_checkpoint(build_model("hr18s"), path)
 
 

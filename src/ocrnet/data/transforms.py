@@ -1,0 +1,131 @@
+"""Preprocessing identical to mmseg's test pipeline for OCRNet on Cityscapes, and its inverse.
+
+mmseg runs, per image: `LoadImageFromFile` (cv2 decode, BGR uint8), `Resize(scale=(2048, 1024),
+keep_ratio=True)` (= `mmcv.imrescale`, cv2 bilinear), `PackSegInputs` (HWC -> CHW, still uint8),
+then `SegDataPreProcessor` (BGR -> RGB, float32, `(x - mean) / std`, no test-time padding). The
+model's logits come back at the resized shape and are resized bilinearly (align_corners=False) to
+the original shape before the argmax; the metric is computed there, against the original label.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ocrnet.errors import DataError
+
+MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB
+STD: tuple[float, float, float] = (58.395, 57.12, 57.375)  # RGB
+#: (max long edge, max short edge) of mmseg's test `Resize`; a no-op for 2048x1024 Cityscapes.
+DEFAULT_SCALE: tuple[int, int] = (2048, 1024)
+
+# float32 like the torch buffers of SegDataPreProcessor, so subtract-then-divide rounds the same.
+_MEAN = np.asarray(MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD = np.asarray(STD, dtype=np.float32).reshape(3, 1, 1)
+
+Scale = tuple[int, int] | float
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to BGR uint8 (H, W, 3), as `mmcv.imfrombytes(flag='color')` does."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror or err}") from None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise DataError(f"cannot decode image {path}: the file is empty, corrupt or truncated; "
+                        "re-extract or regenerate it")
+    return img
+
+
+def rescale_size(width: int, height: int, scale: Scale) -> tuple[int, int]:
+    """New (width, height) of a keep-ratio resize, as `mmcv.rescale_size`.
+
+    A tuple scale fits the image as large as possible within (long edge, short edge) limits,
+    whatever their order; a float multiplies both sides. Sizes round half up: `int(x * s + 0.5)`.
+    """
+    if isinstance(scale, tuple):
+        long_max, short_max = max(scale), min(scale)
+        factor = min(long_max / max(height, width), short_max / min(height, width))
+    else:
+        if scale <= 0:
+            raise ValueError(f"scale factor must be positive, got {scale}")
+        factor = float(scale)
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+def resize(img: np.ndarray, scale: Scale = DEFAULT_SCALE) -> np.ndarray:
+    """Keep-ratio bilinear resize (`mmcv.imrescale`, cv2 backend); returns `img` when unchanged."""
+    h, w = img.shape[:2]
+    new_w, new_h = rescale_size(w, h, scale)
+    if (new_w, new_h) == (w, h):
+        return img  # cv2.resize to the same size is an exact copy; skip it
+    return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def normalize(img_bgr: np.ndarray) -> np.ndarray:
+    """BGR uint8 (H, W, 3) -> normalized RGB float32 (3, H, W), as `SegDataPreProcessor`."""
+    chw = img_bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
+    chw -= _MEAN
+    chw /= _STD
+    return chw
+
+
+def preprocess(img_bgr: np.ndarray, scale: Scale = DEFAULT_SCALE) -> np.ndarray:
+    """The whole test pipeline after decoding: resize, BGR -> RGB, normalize, HWC -> CHW."""
+    return normalize(resize(img_bgr, scale))
+
+
+def parse_scale(text: str) -> tuple[int, int]:
+    """'2048x1024' -> (2048, 1024): the (long, short) limits of the keep-ratio resize."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not match or 0 in (int(match[1]), int(match[2])):
+        raise DataError(f"scale {text!r} is not WIDTHxHEIGHT with positive integers, "
+                        "e.g. 2048x1024 or 1024x512")
+    return int(match[1]), int(match[2])
+
+
+# --- back to the original resolution ---------------------------------------------------------
+def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) or (N, C, h, w) float logits -> the same at `size` = (H, W).
+
+    Bilinear with align_corners=False through torch, exactly mmseg's `resize` in
+    `postprocess_result` (cv2's float bilinear rounds its weights differently).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    batched = logits.ndim == 4
+    t = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    t = t if batched else t[None]
+    if tuple(t.shape[-2:]) != tuple(size):
+        t = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+    out = t.numpy()
+    return out if batched else out[0]
+
+
+def logits_to_labels(logits: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(C, h, w) logits -> (H, W) uint8 train ids: bilinear resize to `size`, then argmax.
+
+    This is mmseg's exact path from logits at the network's input shape to the prediction
+    at the original image shape.
+    """
+    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+        logits = resize_logits(logits, size)
+    return logits.argmax(axis=-3).astype(np.uint8)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H', W') label map -> (H, W) by nearest neighbour (the approximate path, no logits).
+
+    cv2's INTER_NEAREST picks source `floor(dst * in / out)`, like torch's 'nearest'.
+    """
+    if labels.shape[:2] == tuple(size):
+        return labels
+    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
