@@ -18,7 +18,7 @@ Handler = Callable[[argparse.Namespace], int | None]
 
 # --- inspect ---------------------------------------------------------------------------------
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="describe a checkpoint: variant, parameters, classes, config")
+    p = sub.add_parser("inspect", help="describe a checkpoint: variant, parameters, classes")
     p.add_argument("checkpoint", help="a .pth checkpoint (mmseg layout or bare state dict)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling (runs code from the file: only for files you trust)")
@@ -189,29 +189,28 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 # --- train -----------------------------------------------------------------------------------
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from ocrnet.train import TrainConfig
-
-    d = TrainConfig(data_root="", out_dir="")
-    p = sub.add_parser("train", help="train OCRNet on a Cityscapes-layout dataset (mmseg losses)")
+    # Defaults live in ocrnet.train.TrainConfig alone (not imported here: it pulls in torch);
+    # options the user leaves out are simply not passed.
+    p = sub.add_parser("train", help="train OCRNet on a Cityscapes-layout dataset (mmseg losses)",
+                       argument_default=argparse.SUPPRESS)
     p.add_argument("--data-root", required=True, help="Cityscapes-layout root (train split used)")
-    p.add_argument("--out-dir", required=True, help="where checkpoints go (latest.pth, final.pth)")
-    p.add_argument("--variant", default=d.variant, help="hr18s, hr18 or hr48")
-    p.add_argument("--iters", type=int, default=d.iters)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--crop", default="x".join(map(str, d.crop)), help="crop HxW")
-    p.add_argument("--scale", default="x".join(map(str, d.scale)),
-                   help="base keep-ratio scale WxH (long x short), randomly scaled by --ratio")
-    p.add_argument("--ratio", nargs=2, type=float, default=d.ratio_range, metavar=("MIN", "MAX"))
-    p.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adamw"])
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup-iters", type=int, default=d.warmup_iters)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval)
-    p.add_argument("--val-interval", type=int, default=d.val_interval,
-                   help="validate every N iterations (0: only at the end)")
-    p.add_argument("--val-limit", type=int, default=d.val_limit)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out-dir", required=True, help="checkpoints go here (latest.pth, final.pth)")
+    p.add_argument("--variant", help="hr18s, hr18 (default) or hr48")
+    p.add_argument("--iters", type=int, help="iterations (default 1000)")
+    p.add_argument("--batch-size", type=int, help="images per iteration (default 8)")
+    p.add_argument("--crop", help="random crop HxW (default 256x256)")
+    p.add_argument("--scale", help="base keep-ratio scale WxH before --ratio (default 512x256)")
+    p.add_argument("--ratio", nargs=2, type=float, metavar=("MIN", "MAX"),
+                   help="random rescale range (default 0.5 2.0)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], help="default adamw")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--weight-decay", type=float, help="default 1e-2")
+    p.add_argument("--warmup-iters", type=int, help="linear warm-up iterations (default 50)")
+    p.add_argument("--seed", type=int, help="data order and augmentation seed (default 0)")
+    p.add_argument("--checkpoint-interval", type=int, help="save latest.pth every N (default 100)")
+    p.add_argument("--val-interval", type=int, help="validate every N iterations (default: end)")
+    p.add_argument("--val-limit", type=int, help="val images per validation (default 50)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--no-resume", action="store_true", help="start over even if latest.pth exists")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_run_train)
@@ -221,33 +220,234 @@ def _run_train(args: argparse.Namespace) -> int:
     import json
 
     from ocrnet.data.transforms import parse_scale
+    from ocrnet.model import model_from_checkpoint
     from ocrnet.train import TrainConfig, train, validate
 
-    cfg = TrainConfig(
-        data_root=args.data_root, out_dir=args.out_dir, variant=args.variant, iters=args.iters,
-        batch_size=args.batch_size, crop=parse_scale(args.crop), scale=parse_scale(args.scale),
-        ratio_range=tuple(args.ratio), optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, seed=args.seed,
-        checkpoint_interval=args.checkpoint_interval, val_interval=args.val_interval,
-        val_limit=args.val_limit, threads=args.threads,
-    )
-    final = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
-    from ocrnet.model import model_from_checkpoint
-
-    result = validate(model_from_checkpoint(final), args.data_root, scale=cfg.scale)
+    opts = dict(vars(args))
+    for name in ("handler", "verb", "no_resume", "no_progress"):
+        opts.pop(name, None)
+    if "crop" in opts:
+        opts["crop"] = parse_scale(opts["crop"])  # (H, W) as written
+    if "scale" in opts:
+        opts["scale"] = parse_scale(opts["scale"])
+    if "ratio" in opts:
+        opts["ratio_range"] = tuple(opts.pop("ratio"))
+    cfg = TrainConfig(**opts)
+    final = train(cfg, resume=not getattr(args, "no_resume", False),
+                  progress=not getattr(args, "no_progress", False))
+    result = validate(model_from_checkpoint(final), cfg.data_root, scale=cfg.scale)
     print(json.dumps({"checkpoint": str(final), "val_mIoU": result["mIoU"]}))
-    print(f"next: ocrnet eval --checkpoint {final} --data-root {args.data_root} "
-          f"--scale {args.scale}")
+    scale = "x".join(map(str, cfg.scale))
+    print(f"next: ocrnet eval --checkpoint {final} --data-root {cfg.data_root} --scale {scale}")
+    return 0
+
+
+# --- run -------------------------------------------------------------------------------------
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from ocrnet.pipeline import DEFAULT_PRECISIONS, RunConfig
+
+    d = RunConfig()
+    p = sub.add_parser(
+        "run", help="one click: export -> build each precision -> eval -> bench -> report",
+        description="With no arguments: the offline demo (shipped demo model, generated scenes). "
+                    "With --checkpoint and --data-root: the real model on Cityscapes val.")
+    p.add_argument("--checkpoint", help="mmseg checkpoint (default: the shipped demo model)")
+    p.add_argument("--data-root", help="Cityscapes root (default: generated demo scenes)")
+    p.add_argument("--out", default=None, help="run folder (default runs/demo or runs/<ckpt>)")
+    p.add_argument("--backend", default=d.backend, help="engine backend (default openvino)")
+    p.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS),
+                   help="precisions to build and compare (aliases accepted)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N val images")
+    p.add_argument("--scale", help="keep-ratio resize limit WxH (default: 512x256 demo, "
+                                   "2048x1024 Cityscapes)")
+    p.add_argument("--calib-count", type=int, default=d.calib_count,
+                   help="int8 calibration images from the train split")
+    p.add_argument("--calib-method", help="int8 calibration method (backend-specific)")
+    p.add_argument("--bench-duration", type=float, default=d.bench_duration,
+                   help="seconds of timed inference per model")
+    p.add_argument("--bench-batches", type=int, nargs="+", default=list(d.bench_batches))
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ocrnet.data.transforms import parse_scale
+    from ocrnet.pipeline import RunConfig, run
+
+    out = args.out or ("runs/demo" if args.checkpoint is None
+                       else f"runs/{Path(args.checkpoint).stem}")
+    cfg = RunConfig(
+        checkpoint=args.checkpoint, data_root=args.data_root, out=out, backend=args.backend,
+        precisions=args.precisions, limit=args.limit,
+        scale=parse_scale(args.scale) if args.scale else None, calib_count=args.calib_count,
+        calib_method=args.calib_method, bench_duration=args.bench_duration,
+        bench_batches=args.bench_batches, progress=args.progress)
+    run(cfg)
+    return 0
+
+
+# --- predict ---------------------------------------------------------------------------------
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="images, folders or globs -> label PNGs, colours, overlays")
+    p.add_argument("model", metavar="MODEL", help="engine package, .onnx or .pth checkpoint")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=("trainids", "cityscapes"), default="trainids",
+                   help="trainIds PNGs, or official labelIds (*_pred_labelIds.png) for the "
+                        "Cityscapes benchmark")
+    p.add_argument("--color", action="store_true", help="also write palette PNGs (_color.png)")
+    p.add_argument("--overlay", action="store_true", help="also write overlays (_overlay.png)")
+    p.add_argument("--opacity", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--scale", help="keep-ratio resize limit WxH (default 2048x1024, as eval)")
+    p.add_argument("--resize", choices=("logits", "labels"), default="logits",
+                   help="back to the original size via bilinear logits (exact) or nearest labels")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, help="decode threads")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the file list as JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ocrnet.predict import predict
+
+    written = predict(args.model, args.inputs, args.out, format=args.format, color=args.color,
+                      overlay=args.overlay, opacity=args.opacity, scale=args.scale,
+                      batch_size=args.batch_size, device=args.device, resize=args.resize,
+                      workers=args.workers, progress=args.progress)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(written, indent=1, default=str) + "\n")
+    print(f"predicted {len(written)} image(s) into {args.out}")
+    if args.format == "cityscapes":
+        print(f"next: ocrnet eval --predictions {args.out} --data-root CITYSCAPES_ROOT")
+    else:
+        print(f"next: ocrnet eval --model {args.model} --data-root CITYSCAPES_ROOT")
+    return 0
+
+
+# --- export ----------------------------------------------------------------------------------
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="checkpoint -> ONNX (static or dynamic; labels/logits)")
+    p.add_argument("checkpoint", help="a .pth checkpoint")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--shape", default="1x3x1024x2048",
+                   help="NxCxHxW of the input (default: %(default)s)")
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    p.add_argument("--outputs", nargs="+", default=["labels", "logits"],
+                   choices=["labels", "logits"], help="graph outputs, in order (default: both)")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="take raw RGB uint8 NHWC and normalize inside the graph")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset >= 17 (default: %(default)s)")
+    p.add_argument("--verify", action="store_true", help="compare ONNX Runtime with PyTorch")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full unpickling (runs code from the file: only for files you trust)")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ocrnet.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, shape=args.shape, dynamic=args.dynamic,
+                         outputs=args.outputs, uint8_input=args.uint8_input, opset=args.opset,
+                         verify=args.verify, trust_checkpoint=args.trust_checkpoint)
+    shape = "x".join(str(d) for d in result.input_shape)
+    print(f"wrote {result.path} (input {shape}, outputs {', '.join(result.outputs)}, "
+          f"{result.seconds:.1f} s)")
+    if result.verify:
+        for check in result.verify["checks"]:
+            print(f"  verify {'x'.join(map(str, check['shape']))}: labels agree "
+                  f"{100 * check['label_agreement']:.4f}%, logits max|d| "
+                  f"{check.get('logits_max_abs_diff', float('nan')):.2e}")
+    if not args.uint8_input:
+        print(f"next: ocrnet build {result.path} --backend openvino --precision fp32 "
+              f"--out {Path(result.path).with_suffix('')}-openvino-fp32")
+    return 0
+
+
+# --- build -----------------------------------------------------------------------------------
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    from ocrnet.quantize import SENSITIVE_PARTS
+
+    p = sub.add_parser("build", help="checkpoint or ONNX -> engine package (backend x precision)")
+    p.add_argument("source", help="a .pth checkpoint or an .onnx file from `ocrnet export`")
+    p.add_argument("--backend", default="openvino", help="openvino | onnxruntime | torch")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32 | fp16 | bf16 | int8 (aliases: force_float32, force_float16, ...)")
+    p.add_argument("--out", required=True, help="the package directory to create")
+    p.add_argument("--shape", default="1x3x1024x2048", help="NxCxHxW (checkpoint sources)")
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    p.add_argument("--device", default="cpu", help="device the package is built for")
+    p.add_argument("--calib-dir", help="int8: Cityscapes-layout root (its train split is used)")
+    p.add_argument("--calib-split", default="train", help="int8: split to calibrate on")
+    p.add_argument("--calib-count", type=int, default=32, help="int8: images (default: 32)")
+    p.add_argument("--calib-method", help="int8: openvino mixed|performance; "
+                   "onnxruntime minmax|entropy|percentile")
+    p.add_argument("--bias-correction", default="fast", help="int8 openvino: fast | full")
+    p.add_argument("--keep-float", nargs="+", metavar="PART",
+                   help=f"int8: parts left unquantized: {', '.join(SENSITIVE_PARTS)} or none")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full unpickling (runs code from the file: only for files you trust)")
+    p.set_defaults(handler=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from ocrnet.build import build_package
+
+    package = build_package(
+        args.source, args.out, backend=args.backend, precision=args.precision, shape=args.shape,
+        dynamic=args.dynamic, device=args.device, calib_dir=args.calib_dir,
+        calib_split=args.calib_split, calib_count=args.calib_count, calib_method=args.calib_method,
+        bias_correction=args.bias_correction, keep_float=args.keep_float,
+        overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint)
+    runtime = ", ".join(f"{k}={v}" for k, v in package.meta.get("runtime", {}).items())
+    print(f"wrote {package.path} ({package.backend} {package.precision.value}; {runtime})")
+    print(f"next: ocrnet bench {package.path}   or   ocrnet eval {package.path} --data-root DIR")
+    return 0
+
+
+# --- compare ---------------------------------------------------------------------------------
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="fidelity of engines vs the PyTorch fp32 reference")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="packages, .onnx or .pth files")
+    p.add_argument("--images", required=True, help="an image file or folder (recursive)")
+    p.add_argument("--reference", help="the fp32 checkpoint (default: a .pth among MODEL or the "
+                   "packages' recorded source)")
+    p.add_argument("--count", type=int, help="use at most this many images")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", dest="json_out", help="also write the report as JSON here")
+    p.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from ocrnet.compare import compare_models, format_table
+
+    report = compare_models(args.models, args.images, reference=args.reference,
+                            device=args.device, count=args.count, json_out=args.json_out)
+    print(format_table(report))
     return 0
 
 
 # Verbs are registered here in the order `ocrnet --help` lists them.
 _VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_run,
     _add_inspect,
     _add_train,
     _add_eval,
     _add_synth,
     _add_bench,
+    _add_predict,
+    _add_export,
+    _add_build,
+    _add_compare,
 ]
 
 

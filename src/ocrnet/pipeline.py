@@ -1,0 +1,356 @@
+"""`ocrnet run`: the one-click job. export -> build each precision -> eval -> bench -> report.
+
+With a checkpoint and a Cityscapes root it does the real thing; with neither it runs the offline
+demo (the shipped demo model on generated validation scenes). Every step is cached by a content
+hash of what it depends on (input file digests, options, upstream results, ocrnet's version), in
+`<out>/steps/<step>.json`, so rerunning skips finished work and a killed run resumes; packages
+are written atomically by `ocrnet build`, so a half-built one is never picked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocrnet import __version__
+from ocrnet.data.cityscapes import CLASSES
+from ocrnet.errors import OcrnetError
+from ocrnet.precision import Precision
+
+ASSETS = Path(__file__).parent / "assets"
+DEMO_CHECKPOINT = ASSETS / "ocrnet_hr18_synthetic_demo.pth"
+#: The demo scenes: the validation split the demo model was scored on (see the model card).
+DEMO_DATA = {"size": (256, 512), "val": 100, "seed": 0}
+DEMO_SCALE = (512, 256)
+DEFAULT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunConfig:
+    checkpoint: str | None = None  # None: the shipped demo model
+    data_root: str | None = None  # None: generated demo scenes under <out>/data
+    out: str = "runs/demo"
+    backend: str = "openvino"
+    precisions: Sequence[str] = DEFAULT_PRECISIONS
+    limit: int | None = None
+    scale: tuple[int, int] | None = None  # keep-ratio limit (W, H); None: demo 512x256 / 2048x1024
+    calib_count: int = 32
+    calib_method: str | None = None
+    bench_duration: float = 5.0
+    bench_batches: Sequence[int] = (1,)
+    samples: int = 3  # overlays in the report
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.checkpoint is None
+
+
+# --- cached steps -----------------------------------------------------------------------------
+class StepCache:
+    """`<out>/steps/<name>.json` = {"key": sha256 of the step's inputs, "result": ...}."""
+
+    def __init__(self, out: Path, say: Say) -> None:
+        self.dir = out / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.say = say
+
+    @staticmethod
+    def key(**inputs: Any) -> str:
+        blob = json.dumps({"ocrnet": __version__, **inputs}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def run(self, name: str, key: str, work: Callable[[], Any],
+            valid: Callable[[Any], bool] = lambda _r: True) -> Any:
+        path = self.dir / f"{name}.json"
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key and valid(cached["result"]):
+                self.say(f"[cached] {name}")
+                return cached["result"]
+        self.say(f"[run] {name}")
+        started = time.perf_counter()
+        result = work()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "seconds": round(time.perf_counter() - started, 1),
+                                   "result": result}, indent=1, default=str))
+        tmp.replace(path)
+        return result
+
+
+def _digest(path: Path) -> str:
+    from ocrnet.package import sha256_file
+
+    return sha256_file(path)
+
+
+# --- the run ----------------------------------------------------------------------------------
+def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
+    """Run every step (cached), write report.md/report.json/plots, return the report dict."""
+    from ocrnet.engines import get_backend
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = get_backend(cfg.backend)
+    backend.require()
+    precisions = [Precision.parse(p) for p in cfg.precisions]
+    for p in precisions:
+        backend.check_precision(p)
+    cache = StepCache(out, say)
+
+    checkpoint, data_root, scale, shape = _inputs(cfg, out, cache)
+    ckpt_sha = _digest(checkpoint)
+    calib_dir = data_root  # its train split; never val
+    common = {"checkpoint": ckpt_sha, "data": str(data_root), "scale": scale,
+              "limit": cfg.limit}
+
+    packages: dict[str, Path] = {}
+    for p in precisions:
+        pkg = out / "packages" / f"{cfg.backend}-{p.value}"
+        options = {"backend": cfg.backend, "precision": p.value, "shape": shape,
+                   "calib": [cfg.calib_count, cfg.calib_method] if p is Precision.INT8 else None}
+        key = cache.key(step="build", checkpoint=ckpt_sha, **options)
+        cache.run(f"build-{cfg.backend}-{p.value}", key,
+                  lambda p=p, pkg=pkg: _build(checkpoint, pkg, cfg, p, shape, calib_dir),
+                  valid=lambda _r, pkg=pkg: (pkg / "ocrnet.json").exists())
+        packages[p.value] = pkg
+
+    models: list[tuple[str, str, str, Path]] = [("PyTorch eager", "torch", "fp32", checkpoint)]
+    models += [(f"{cfg.backend} {p}", cfg.backend, p, pkg) for p, pkg in packages.items()]
+
+    evals: dict[str, dict[str, Any]] = {}
+    for label, _backend, _precision, path in models:
+        key = cache.key(step="eval", model=_model_identity(path), **common)
+        evals[label] = cache.run(
+            f"eval-{_slug(label)}", key,
+            lambda path=path: _eval(path, data_root, scale, cfg))
+
+    bench_key = cache.key(step="bench", models=[_model_identity(m[3]) for m in models],
+                          shape=shape, duration=cfg.bench_duration,
+                          batches=list(cfg.bench_batches))
+    bench = cache.run("bench", bench_key, lambda: _bench([m[3] for m in models], shape, cfg))
+
+    report = _report(cfg, models, evals, bench, checkpoint, data_root, scale, shape)
+    _write_report(out, report, cfg, packages, data_root, scale)
+    say(_table(report))
+    say(f"report: {out / 'report.md'}  (JSON: {out / 'report.json'})")
+    return report
+
+
+def _inputs(cfg: RunConfig, out: Path, cache: StepCache
+            ) -> tuple[Path, Path, tuple[int, int], list[int]]:
+    if cfg.is_demo:
+        if not DEMO_CHECKPOINT.exists():
+            raise OcrnetError(f"the demo model {DEMO_CHECKPOINT} is missing from this install; "
+                              "reinstall ocrnet or pass --checkpoint")
+        data_root = out / "data"
+        params = dict(DEMO_DATA, train=cfg.calib_count)
+        key = cache.key(step="data", **params)
+
+        def generate() -> dict[str, Any]:
+            from ocrnet.data.synthetic import write_dataset
+
+            info = write_dataset(data_root, train=params["train"], val=params["val"],
+                                 size=params["size"], seed=params["seed"],
+                                 progress=cfg.progress)
+            return {"counts": info.get("counts")}
+
+        cache.run("data", key, generate,
+                  valid=lambda _r: (data_root / "synthetic.json").exists())
+        scale = cfg.scale or DEMO_SCALE
+        return DEMO_CHECKPOINT, data_root, scale, [1, 3, scale[1], scale[0]]
+    if cfg.data_root is None:
+        raise OcrnetError("--checkpoint needs --data-root (a Cityscapes root with "
+                          "leftImg8bit/ and gtFine/); run `ocrnet run` alone for the demo")
+    checkpoint = Path(cfg.checkpoint)
+    if not checkpoint.is_file():
+        raise OcrnetError(f"checkpoint {checkpoint} does not exist")
+    scale = cfg.scale or (2048, 1024)
+    return checkpoint, Path(cfg.data_root), scale, [1, 3, scale[1], scale[0]]
+
+
+def _model_identity(path: Path) -> str:
+    """What a model's results depend on: the checkpoint's or the package manifest's digest."""
+    manifest = path / "ocrnet.json"
+    return _digest(manifest if manifest.exists() else path)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def _build(checkpoint: Path, pkg: Path, cfg: RunConfig, p: Precision, shape: list[int],
+           calib_dir: Path) -> dict[str, Any]:
+    from ocrnet.build import build_package
+
+    package = build_package(
+        checkpoint, pkg, backend=cfg.backend, precision=p, shape=shape, overwrite=True,
+        calib_dir=calib_dir if p is Precision.INT8 else None, calib_count=cfg.calib_count,
+        calib_method=cfg.calib_method)
+    return {"package": str(pkg), "runtime": package.meta.get("runtime")}
+
+
+def _eval(path: Path, data_root: Path, scale: tuple[int, int], cfg: RunConfig) -> dict[str, Any]:
+    from ocrnet.evaluate import evaluate
+
+    result = evaluate(str(path), data_root, split="val", limit=cfg.limit, scale=scale,
+                      progress=cfg.progress)
+    return result.to_json()
+
+
+def _bench(paths: list[Path], shape: list[int], cfg: RunConfig) -> dict[str, Any]:
+    from ocrnet.bench import benchmark
+
+    report = benchmark([str(p) for p in paths], batch=list(cfg.bench_batches),
+                       shape=shape[2:], duration=cfg.bench_duration,
+                       progress=print if cfg.progress else None)
+    return report.to_json()
+
+
+# --- the report -------------------------------------------------------------------------------
+def _report(cfg: RunConfig, models: list[tuple[str, str, str, Path]],
+            evals: dict[str, dict[str, Any]], bench: dict[str, Any], checkpoint: Path,
+            data_root: Path, scale: tuple[int, int], shape: list[int]) -> dict[str, Any]:
+    by_model = {}
+    for r in bench["results"]:
+        if r["batch"] == min(cfg.bench_batches):
+            by_model[r["model"]] = r
+    bench_rows = list(by_model.values())
+    baseline_ips = bench_rows[0]["throughput_ips"] if bench_rows else None
+    fp32_miou = evals[models[0][0]]["mIoU"]
+    rows = []
+    for (label, backend, precision, _path), r in zip(models, bench_rows, strict=True):
+        e = evals[label]
+        rows.append({
+            "model": label, "precision": precision, "backend": backend,
+            "mIoU": e["mIoU"], "aAcc": e["aAcc"], "mAcc": e["mAcc"],
+            "delta_mIoU": None if e["mIoU"] is None else round(e["mIoU"] - fp32_miou, 3),
+            "latency_ms_p50": r["latency_ms"]["p50"], "throughput_ips": r["throughput_ips"],
+            "ratio_to_fp32_eager": (r["throughput_ips"] / baseline_ips) if baseline_ips else None,
+            "classes": e["classes"],
+        })
+    return {
+        "demo": cfg.is_demo,
+        "checkpoint": str(checkpoint),
+        "data_root": str(data_root),
+        "split": "val",
+        "scale": list(scale),
+        "input_shape": shape,
+        "num_images": evals[models[0][0]]["num_images"],
+        "results": rows,
+        "machine": bench.get("machine"),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "ocrnet": __version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _table(report: dict[str, Any]) -> str:
+    head = ["precision", "backend", "mIoU", "ΔmIoU", "aAcc", "mAcc", "p50 ms", "img/s",
+            "vs eager fp32"]
+    rows = [[r["precision"], r["backend"], _fmt(r["mIoU"]), _fmt(r["delta_mIoU"], 3),
+             _fmt(r["aAcc"]), _fmt(r["mAcc"]), _fmt(r["latency_ms_p50"], 1),
+             _fmt(r["throughput_ips"]), f"{_fmt(r['ratio_to_fp32_eager'])}x"]
+            for r in report["results"]]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = [" | ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True))
+             for row in [head, *rows]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    kind = ("demo: the shipped synthetic-scenes model on generated validation scenes"
+            if report["demo"] else "checkpoint on Cityscapes")
+    lines = [
+        "# ocrnet run report", "",
+        f"- {kind}", f"- checkpoint: `{report['checkpoint']}`",
+        f"- data: `{report['data_root']}` split `val`, {report['num_images']} images, "
+        f"resized to fit {report['scale'][0]}x{report['scale'][1]}",
+        f"- engine input: {'x'.join(map(str, report['input_shape']))}",
+        f"- machine: {(report.get('machine') or {}).get('cpu', 'n/a')}",
+        f"- date: {report['date']}, ocrnet {report['ocrnet']}", "",
+        "## Accuracy and speed", "",
+        "| precision | backend | mIoU | ΔmIoU vs eager | aAcc | mAcc | p50 latency (ms) | "
+        "throughput (img/s) | vs PyTorch eager fp32 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['precision']} | {r['backend']} | {_fmt(r['mIoU'])} | {_fmt(r['delta_mIoU'], 3)}"
+            f" | {_fmt(r['aAcc'])} | {_fmt(r['mAcc'])} | {_fmt(r['latency_ms_p50'], 1)} | "
+            f"{_fmt(r['throughput_ips'])} | {_fmt(r['ratio_to_fp32_eager'])}x |")
+    lines += ["", "![mIoU and throughput per precision](summary.png)", "",
+              "## Per-class IoU (%)", "",
+              "| class | " + " | ".join(r["model"] for r in report["results"]) + " |",
+              "|---|" + "---|" * len(report["results"])]
+    for i, name in enumerate(CLASSES):
+        cells = [_fmt(r["classes"][i]["IoU"]) for r in report["results"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Samples (image | fp32 package | int8 (or lowest) package | ground truth)", ""]
+    lines += [f"![sample {i}](samples/sample_{i}.png)" for i in range(report.get("samples", 0))]
+    return "\n".join(lines) + "\n"
+
+
+def _write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
+                  packages: dict[str, Path], data_root: Path, scale: tuple[int, int]) -> None:
+    from ocrnet import visualize
+
+    report["samples"] = _write_samples(out / "samples", cfg, packages, data_root, scale)
+    visualize.bar_chart(
+        [{"label": r["model"], "mIoU": r["mIoU"], "throughput (img/s)": r["throughput_ips"]}
+         for r in report["results"]],
+        ["mIoU", "throughput (img/s)"], out / "summary.png")
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+
+
+def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data_root: Path,
+                   scale: tuple[int, int]) -> int:
+    """A few image | prediction | ground-truth strips, for people who'd rather look."""
+    import cv2
+    import numpy as np
+
+    from ocrnet import visualize
+    from ocrnet.data.cityscapes import discover, read_label
+    from ocrnet.data.transforms import logits_to_labels, preprocess, read_image
+    from ocrnet.engines import open_model
+
+    samples = discover(data_root, "val")[: cfg.samples]
+    if not samples:
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    low = packages.get("int8") or next(reversed(packages.values()), None)
+    engines = [open_model(p) for p in ([packages["fp32"]] if "fp32" in packages else [])]
+    if low is not None and (not engines or low != packages.get("fp32")):
+        engines.append(open_model(low))
+    try:
+        for i, sample in enumerate(samples):
+            bgr = read_image(sample.image)
+            batch = preprocess(bgr, scale)[None]
+            preds = []
+            for engine in engines:
+                result = engine.infer(batch, return_logits=True)
+                preds.append(logits_to_labels(result.logits, bgr.shape[:2])[0]
+                             if result.logits is not None else result.labels[0])
+            truth = read_label(sample.label, sample.label_format or "trainIds")
+            rgb = bgr[:, :, ::-1]
+            tiles = [rgb] + [visualize.overlay(rgb, p) for p in preds] + [visualize.colorize(truth)]
+            strip = np.concatenate(tiles, axis=1)
+            cv2.imwrite(str(folder / f"sample_{i}.png"), strip[:, :, ::-1])
+    finally:
+        for engine in engines:
+            engine.close()
+    return len(samples)
