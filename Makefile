@@ -6,7 +6,7 @@ PYTHON ?= python3
 # `torch` requirement would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo demo-model test test-all lint clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,19 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/ocrnet run
 
+# Reproduces the shipped demo model (about an hour on a 2-core CPU); see its model card.
+DEMO_TRAIN_ARGS := --variant hr18 --iters 450 --batch-size 6 --crop 192x256 --scale 512x256 \
+	--ratio 0.5 1.25 --optimizer adamw --lr 2e-3 --warmup-iters 30 --checkpoint-interval 25 \
+	--val-interval 75 --val-limit 30 --seed 0
+demo-model: setup
+	$(BIN)/ocrnet synth --out data/synth --train 1500 --val 100 --size 256x512 --seed 0
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth \
+		--out-dir runs/demo_train $(DEMO_TRAIN_ARGS)
+	$(BIN)/python tools/pack_demo_model.py runs/demo_train/final.pth --data-root data/synth \
+		--train-command "make demo-model"
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 test: lint
 	$(BIN)/pytest

@@ -327,7 +327,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.format == "cityscapes":
         print(f"next: ocrnet eval --predictions {args.out} --data-root CITYSCAPES_ROOT")
     else:
-        print(f"next: ocrnet eval --model {args.model} --data-root CITYSCAPES_ROOT")
+        flag = "--checkpoint" if Path(args.model).suffix in (".pth", ".pt") else "--model"
+        print(f"next: ocrnet eval {flag} {args.model} --data-root CITYSCAPES_ROOT")
     return 0
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ocrnet.model.heads import FCNHead, OCRHead
+from ocrnet.model.heads import FCNHead, OCRHead, resize_concat
 from ocrnet.model.hrnet import HRNet
 from ocrnet.model.variants import Variant
 
@@ -28,9 +28,9 @@ class OCRNet(nn.Module):
 
     def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(OCR logits, FCN aux logits) at 1/4 of the input size; training uses both."""
-        features = self.backbone(x)
-        soft_regions = self.decode_head[0](features)
-        return self.decode_head[1](features, soft_regions), soft_regions
+        concat = resize_concat(self.backbone(x))
+        soft_regions = self.decode_head[0](concat)
+        return self.decode_head[1](concat, soft_regions), soft_regions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits, _ = self.forward_heads(x)
