@@ -21,9 +21,9 @@ demo: setup
 	$(BIN)/ocrnet run
 
 # Reproduces the shipped demo model (about an hour on a 2-core CPU); see its model card.
-DEMO_TRAIN_ARGS := --variant hr18 --iters 450 --batch-size 6 --crop 192x256 --scale 512x256 \
+DEMO_TRAIN_ARGS := --variant hr18 --iters 900 --batch-size 6 --crop 192x256 --scale 512x256 \
 	--ratio 0.5 1.25 --optimizer adamw --lr 2e-3 --warmup-iters 30 --checkpoint-interval 25 \
-	--val-interval 75 --val-limit 30 --seed 0
+	--val-interval 150 --val-limit 30 --seed 0
 demo-model: setup
 	$(BIN)/ocrnet synth --out data/synth --train 1500 --val 100 --size 256x512 --seed 0
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth \

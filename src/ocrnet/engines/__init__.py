@@ -1,0 +1,88 @@
+"""Engines: one module per backend, discovered by name, and `open_model` for any model path.
+
+Adding a backend is adding one file `ocrnet/engines/<name>.py` with one `Engine` subclass whose
+`backend` is `<name>`: `available_backends`, `get_backend`, `open_model` and `ocrnet build` pick
+it up without another table to edit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+from ocrnet.engines.base import BuildOutput, BuildRequest, Engine, InferResult
+from ocrnet.errors import OcrnetError, PackageError
+
+__all__ = [
+    "BuildOutput",
+    "BuildRequest",
+    "Engine",
+    "InferResult",
+    "available_backends",
+    "get_backend",
+    "open_model",
+]
+
+_NOT_BACKENDS = {"base"}
+
+
+def available_backends() -> list[str]:
+    """Names of the backend modules shipped in `ocrnet.engines` (installed or not)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in _NOT_BACKENDS)
+
+
+def get_backend(name: str) -> type[Engine]:
+    """The `Engine` class of backend `name`; unknown names list the valid ones."""
+    valid = available_backends()
+    if name not in valid:
+        hint = difflib.get_close_matches(str(name), valid, n=1)
+        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise OcrnetError(f"unknown backend {name!r}{maybe}; valid: {', '.join(valid)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    found = [obj for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, Engine) and obj is not Engine
+             and obj.__module__ == module.__name__]
+    if len(found) != 1:  # a packaging bug, not a user error
+        raise RuntimeError(f"{module.__name__} must define exactly one Engine subclass, "
+                           f"found {[c.__name__ for c in found]}")
+    return found[0]
+
+
+def open_model(path: str | os.PathLike[str], device: str = "cpu", **opts: Any) -> Engine:
+    """Open any model path as an `Engine`.
+
+    * a `.pth`/`.pt` checkpoint -> PyTorch eager (variant detected from the weights);
+      `opts`: `precision` (fp32/bf16/fp16), `trust_checkpoint`, `threads`.
+    * an `.onnx` file -> ONNX Runtime, as the graph is; `opts`: `threads`.
+    * an engine package directory -> its backend's engine, after checking the manifest,
+      format version, backend availability and every file's sha256.
+    """
+    from ocrnet.package import read_package
+
+    path = Path(path)
+    if path.is_dir():
+        package = read_package(path)
+        if package.backend not in available_backends():
+            raise PackageError(
+                f"package {path} is for backend {package.backend!r}, which this ocrnet does not "
+                f"have; valid: {', '.join(available_backends())}")
+        cls = get_backend(package.backend)
+        cls.require()
+        cls.check_device(device)
+        return cls.open(package, device=device, **opts)
+    if not path.exists():
+        raise OcrnetError(f"no model at {path}: expected a .pth checkpoint, an .onnx file or an "
+                          "engine package directory")
+    if path.suffix == ".onnx":
+        cls = get_backend("onnxruntime")
+        cls.require()
+        cls.check_device(device)
+        return cls.open_onnx(path, device=device, **opts)  # type: ignore[attr-defined]
+    cls = get_backend("torch")
+    cls.check_device(device)
+    return cls.from_checkpoint(path, device=device, **opts)  # type: ignore[attr-defined]

@@ -3,15 +3,32 @@
 An engine runs a model on a batch of preprocessed images (NCHW float32, normalised with the
 mmseg mean/std) and returns per-pixel labels at the batch's H, W, and logits when asked.
 Timing is not the engine's business: `ocrnet.bench` owns warm-up, clocks and statistics.
+
+A backend is one module `ocrnet.engines.<name>` holding one `Engine` subclass that declares its
+capabilities (precisions, devices, the pip extra it needs), its build step (`build`, writing the
+backend's files into a package being staged) and its run step (`open` + `_infer_impl`).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import difflib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from ocrnet.errors import BackendUnavailableError, OcrnetError
+from ocrnet.precision import Precision
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from torch import nn
+
+    from ocrnet.package import Package
 
 
 @dataclass
@@ -20,28 +37,109 @@ class InferResult:
     logits: np.ndarray | None = None  # (N, C, H, W) float32 when requested
 
 
+@dataclass
+class BuildRequest:
+    """What `build` hands a backend: the model in the form it asked for, and the options.
+
+    `onnx_path` is set for backends with `source = "onnx"`, `model` (a float32 eval-mode
+    `nn.Module`) for `source = "torch"`. `calibration` yields preprocessed (1, 3, H, W) float32
+    batches for int8; `options` holds backend-specific knobs (e.g. `calib_method`).
+    """
+
+    precision: Precision
+    input_shape: tuple[int, int, int, int]
+    dynamic: bool = False
+    device: str = "cpu"
+    onnx_path: Path | None = None
+    model: nn.Module | None = None
+    calibration: Iterable[np.ndarray] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def onnx_file(self) -> Path:
+        """The ONNX graph to build from (build.py exports one for `source = "onnx"`)."""
+        if self.onnx_path is None:
+            raise RuntimeError("BuildRequest.onnx_path is not set for an ONNX-based backend")
+        return self.onnx_path
+
+
+@dataclass
+class BuildOutput:
+    """What a backend reports back: what actually runs, and its calibration summary."""
+
+    runtime: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+
+
 class Engine(abc.ABC):
     """Public `infer` checks arguments and state, then calls the backend's `_infer_impl`."""
 
     backend: ClassVar[str]
+    #: Python modules the backend imports (lazily) and the pip extra that installs them.
+    modules: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
+    precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32,)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: "onnx" or "torch": which form of the model `build` needs.
+    source: ClassVar[str] = "onnx"
 
     def __init__(self) -> None:
         self._closed = False
+        self._metadata: dict[str, Any] = {"backend": self.backend}
 
     # --- the backend's part -------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, request: BuildRequest, out_dir: Path) -> BuildOutput:
+        """Write the backend's files for `request` into `out_dir` (a staging directory)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, package: Package, device: str = "cpu", **opts: Any) -> Engine:
+        """Load a verified package onto `device`."""
+
     @abc.abstractmethod
     def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult: ...
 
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    # --- capabilities, checked up front -------------------------------------------------
+    @classmethod
+    def require(cls) -> None:
+        """Raise `BackendUnavailableError` naming the pip extra if a needed module is missing."""
+        for module in cls.modules:
+            if importlib.util.find_spec(module) is None:
+                raise BackendUnavailableError(cls.backend, module, cls.extra)
+
+    @classmethod
+    def check_precision(cls, precision: str | Precision) -> Precision:
+        """Parse `precision` and reject one this backend cannot build, listing the valid ones."""
+        p = Precision.parse(precision)
+        if p not in cls.precisions:
+            valid = ", ".join(q.value for q in cls.precisions)
+            raise OcrnetError(
+                f"backend {cls.backend!r} does not support precision {p.value!r}; valid: {valid}")
+        return p
+
+    @classmethod
+    def check_device(cls, device: str) -> str:
+        """Reject a device this backend cannot use (never fall back to another one)."""
+        kind = device.split(":", 1)[0]
+        if kind not in cls.devices:
+            hint = difflib.get_close_matches(kind, cls.devices, n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise OcrnetError(f"backend {cls.backend!r} cannot run on device {device!r}{maybe}; "
+                              f"valid: {', '.join(cls.devices)}")
+        return device
+
     # --- the shared part ------------------------------------------------------------------
     @property
     def metadata(self) -> dict[str, Any]:
-        """What the engine runs: backend, precision, device, shapes (from the package)."""
-        return getattr(self, "_metadata", {"backend": self.backend})
+        """What the engine runs: backend, precision, device, input shape, what really runs."""
+        return self._metadata
 
     def infer(self, batch: np.ndarray, *, return_logits: bool = False) -> InferResult:
+        """Labels (N, H, W) uint8 for a normalized NCHW batch; logits too if asked."""
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
         if batch.ndim != 4 or batch.shape[1] != 3:
@@ -60,3 +158,31 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def package_metadata(package: Package, device: str, **extra: Any) -> dict[str, Any]:
+    """The `Engine.metadata` of an engine opened from `package`."""
+    meta = package.meta
+    return {
+        "name": package.path.name,
+        "path": str(package.path),
+        "backend": meta["backend"],
+        "precision": meta["precision"],
+        "device": device,
+        "input_shape": meta.get("input", {}).get("shape"),
+        "dynamic_axes": meta.get("input", {}).get("dynamic_axes", {}),
+        "runtime": meta.get("runtime", {}),
+        **extra,
+    }
+
+
+def check_input_shape(package: Package, batch: np.ndarray) -> None:
+    """Reject a batch a static package cannot run, naming the shape it was built for."""
+    shape = package.meta.get("input", {}).get("shape")
+    if not shape:
+        return
+    for built, got in zip(shape, batch.shape, strict=True):
+        if isinstance(built, int) and built != got:
+            spec, got = "x".join(map(str, shape)), "x".join(map(str, batch.shape))
+            raise OcrnetError(f"package {package.path} is built for input {spec}, got {got}; "
+                              "rebuild with --shape to match or with --dynamic")

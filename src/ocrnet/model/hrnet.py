@@ -90,7 +90,9 @@ class _UpsampleFuse(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)
-        size = (int(x.shape[-2] * float(self.factor)), int(x.shape[-1] * float(self.factor)))
+        # mmseg computes int(h * 2.0 ** k); with an integer factor the product is the same number
+        # and stays symbolic when exported with dynamic H/W (int(float) would freeze it).
+        size = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

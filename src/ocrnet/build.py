@@ -1,0 +1,168 @@
+"""`ocrnet build`: a checkpoint or ONNX file -> an engine package for one backend x precision.
+
+Everything is checked before any work starts (backend known and installed, precision and device
+supported, calibration images present for int8), then the backend writes its files into a
+staging directory that `PackageWriter` renames into place with the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ocrnet.engines import get_backend
+from ocrnet.engines.base import BuildRequest
+from ocrnet.errors import OcrnetError
+from ocrnet.export import DEFAULT_OPSET, DEFAULT_SHAPE, export_onnx, parse_shape
+from ocrnet.package import INPUT_NAME, OUTPUT_NAMES, Package, PackageWriter, sha256_file
+from ocrnet.package import tool_versions as _tool_versions
+from ocrnet.precision import Precision
+
+_DYNAMIC_AXES = {"0": "batch", "2": "height", "3": "width"}
+
+
+def build_package(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    backend: str = "openvino",
+    precision: str | Precision = "fp32",
+    shape: str | Sequence[int] = DEFAULT_SHAPE,
+    dynamic: bool = False,
+    device: str = "cpu",
+    calib_dir: str | os.PathLike[str] | None = None,
+    calib_split: str = "train",
+    calib_count: int = 32,
+    calib_method: str | None = None,
+    bias_correction: str = "fast",
+    keep_float: Sequence[str] | None = None,
+    overwrite: bool = False,
+    trust_checkpoint: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Package:
+    """Build an engine package at `out` from a `.pth` checkpoint or an exported `.onnx`.
+
+    int8 needs `calib_dir`, a Cityscapes-layout root whose `calib_split` (train by default,
+    never tune on val) provides `calib_count` images, preprocessed exactly as for evaluation.
+    `calib_method` is per backend (openvino: mixed | performance; onnxruntime: minmax |
+    entropy | percentile); `keep_float` names the parts left unquantized (see
+    `ocrnet.quantize.SENSITIVE_PARTS`).
+    """
+    cls = get_backend(backend)
+    cls.require()
+    p = cls.check_precision(precision)
+    cls.check_device(device)
+    source = Path(source)
+    if not source.is_file():
+        raise OcrnetError(f"no checkpoint or ONNX file at {source}")
+    from_onnx = source.suffix == ".onnx"
+    if from_onnx and cls.source != "onnx":
+        raise OcrnetError(f"backend {backend!r} builds from a checkpoint (.pth), not from ONNX")
+
+    calib_files: list[Path] = []
+    options: dict[str, Any] = {}
+    if p is Precision.INT8:
+        from ocrnet.quantize import calibration_files, check_int8_options
+
+        if calib_dir is None:
+            raise OcrnetError("int8 needs calibration images: pass --calib-dir (a Cityscapes-"
+                              "layout root; its train split is used)")
+        calib_files = calibration_files(calib_dir, split=calib_split, count=calib_count)
+        options = check_int8_options(backend, calib_method=calib_method,
+                                     bias_correction=bias_correction, keep_float=keep_float)
+
+    source_meta: dict[str, Any] = {"path": str(source), "sha256": sha256_file(source),
+                                   "kind": "onnx" if from_onnx else "checkpoint"}
+    with tempfile.TemporaryDirectory(prefix="ocrnet-build-") as tmp, \
+            PackageWriter(out, overwrite=overwrite) as writer:
+        model, onnx_path = None, None
+        if from_onnx:
+            onnx_path = source
+            input_shape, model_meta, checkpoint = _onnx_facts(source)
+            if checkpoint:
+                source_meta["checkpoint"] = checkpoint
+            example = tuple(d if isinstance(d, int) else fallback
+                            for d, fallback in zip(input_shape, DEFAULT_SHAPE, strict=True))
+        else:
+            from ocrnet.model import model_from_checkpoint
+
+            model = model_from_checkpoint(source, trust_checkpoint=trust_checkpoint)
+            dims = example = parse_shape(shape)
+            input_shape = [_DYNAMIC_AXES.get(str(i), d) if dynamic else d
+                           for i, d in enumerate(dims)]
+            model_meta = {"variant": model.variant.name, "num_classes": model.num_classes}
+            if cls.source == "onnx":
+                onnx_path = Path(tmp) / "model.onnx"
+                export_onnx(model, onnx_path, shape=dims, dynamic=dynamic, opset=opset,
+                            metadata={"source_sha256": source_meta["sha256"]})
+        static = [d if isinstance(d, int) else None for d in input_shape]
+        calibration = None
+        if calib_files:
+            from ocrnet.quantize import CalibrationImages
+
+            calibration = CalibrationImages(calib_files, static[2:])
+            options["num_classes"] = model_meta["num_classes"]
+        request = BuildRequest(
+            precision=p, input_shape=example, dynamic=None in static,
+            device=device, onnx_path=onnx_path, model=model, calibration=calibration,
+            options=options)
+        output = cls.build(request, writer.dir)
+        package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
+                                          output.runtime, output.calibration))
+    return package
+
+
+def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None]:
+    """Input shape, model facts and source checkpoint of an ONNX file from `ocrnet export`."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    inputs = [i for i in proto.graph.input]
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or \
+            inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise OcrnetError(f"{path} is not a graph from `ocrnet export` with a float32 "
+                          f"{INPUT_NAME!r} input (engine packages take normalized NCHW float32; "
+                          "export without --uint8-input)")
+    outputs = {o.name for o in proto.graph.output}
+    if not outputs & set(OUTPUT_NAMES):
+        raise OcrnetError(f"{path} has none of the outputs {', '.join(OUTPUT_NAMES)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else _DYNAMIC_AXES.get(str(i), d.dim_param)
+             for i, d in enumerate(dims)]
+    props = {p.key: p.value for p in proto.metadata_props}
+    facts = json.loads(props.get("ocrnet", "{}"))
+    model_meta = {"variant": facts.get("variant", "unknown"),
+                  "num_classes": int(facts.get("num_classes", 19))}
+    checkpoint = ({"path": facts["source"], "sha256": facts["source_sha256"]}
+                  if "source" in facts and "source_sha256" in facts else None)
+    return shape, model_meta, checkpoint
+
+
+def _manifest(backend: str, precision: Precision, input_shape: list[int | str],
+              model_meta: dict[str, Any], source: dict[str, Any], runtime: dict[str, Any],
+              calibration: dict[str, Any] | None) -> dict[str, Any]:
+    from ocrnet.data.cityscapes import CLASSES, PALETTE
+    from ocrnet.data.transforms import DEFAULT_SCALE, MEAN, STD
+
+    return {
+        "backend": backend,
+        "precision": precision.value,
+        "runtime": runtime,
+        "model": model_meta,
+        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32",
+                  "shape": input_shape,
+                  "dynamic_axes": {str(i): d for i, d in enumerate(input_shape)
+                                   if isinstance(d, str)}},
+        "outputs": list(OUTPUT_NAMES),
+        "preprocess": {"color": "RGB", "mean": list(MEAN), "std": list(STD),
+                       "resize": {"keep_ratio": True, "scale": list(DEFAULT_SCALE)}},
+        "classes": list(CLASSES),
+        "palette": [list(c) for c in PALETTE],
+        "source": source,
+        "calibration": calibration,
+        "tools": _tool_versions("torch", "onnx", "onnxruntime", "openvino", "nncf"),
+    }

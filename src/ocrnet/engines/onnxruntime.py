@@ -1,0 +1,143 @@
+"""ONNX Runtime: CPU execution provider, or CUDA when installed and asked for (never a fallback).
+
+Package file: `model.onnx` (fp32 as exported; fp16 converted with float IO kept; int8 as a QDQ
+graph with per-channel weights, see `ocrnet.quantize`). fp16 runs on CUDA only: ORT's x86 CPU
+provider has no fp16 convolutions, it would wrap each one in casts and compute in fp32.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ocrnet.engines.base import (
+    BuildOutput,
+    BuildRequest,
+    Engine,
+    InferResult,
+    check_input_shape,
+    package_metadata,
+)
+from ocrnet.errors import OcrnetError
+from ocrnet.package import INPUT_NAME
+from ocrnet.precision import Precision
+
+if TYPE_CHECKING:
+    from ocrnet.package import Package
+
+_FILE = "model.onnx"
+
+
+def _session(path: Path, device: str, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise OcrnetError(
+                "device 'cuda' asked for, but this onnxruntime has no CUDAExecutionProvider "
+                f"(it has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                "or use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        providers: list[Any] = [("CUDAExecutionProvider", {"device_id": index}),
+                                "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
+        raise OcrnetError("onnxruntime could not enable its CUDA provider (see its log above); "
+                          "not falling back to the CPU")
+    return session
+
+
+class OnnxRuntimeEngine(Engine):
+    """An `onnxruntime.InferenceSession` over the package's `model.onnx`."""
+
+    backend: ClassVar[str] = "onnxruntime"
+    modules: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
+    extra: ClassVar[str] = "onnxruntime"
+    precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.INT8)
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    source: ClassVar[str] = "onnx"
+
+    def __init__(self, session: Any, package: Package | None, metadata: dict[str, Any]) -> None:
+        super().__init__()
+        self._session = session
+        self._package = package
+        self._outputs = {o.name for o in session.get_outputs()}
+        self._metadata = metadata
+
+    # --- build --------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, request: BuildRequest, out_dir: Path) -> BuildOutput:
+        import onnx
+
+        source = request.onnx_file()
+        target = out_dir / _FILE
+        runtime: dict[str, Any] = {"format": "onnx"}
+        calibration = None
+        if request.precision is Precision.FP32:
+            shutil.copyfile(source, target)
+        elif request.precision is Precision.FP16:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            # Float32 input/output stay float32, so the engine contract does not change.
+            model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+            onnx.save(model, target)
+            runtime["note"] = "fp16 runs on CUDA only"
+        else:
+            from ocrnet.quantize import quantize_onnx_static
+
+            calibration = quantize_onnx_static(source, target, request.calibration,
+                                               **request.options)
+            runtime["quantization"] = "QDQ int8, per-channel weights"
+        return BuildOutput(runtime=runtime, calibration=calibration)
+
+    # --- open ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, package: Package, device: str = "cpu", **opts: Any) -> OnnxRuntimeEngine:
+        if package.precision is Precision.FP16 and not device.startswith("cuda"):
+            raise OcrnetError(
+                f"package {package.path} is fp16, which ONNX Runtime runs on CUDA only (its CPU "
+                "provider would cast every convolution back to fp32); open it with "
+                "--device cuda, or build openvino bf16 for the CPU")
+        session = _session(package.file(_FILE), device, opts.get("threads"))
+        meta = package_metadata(package, device, providers=session.get_providers())
+        return cls(session, package, meta)
+
+    @classmethod
+    def open_onnx(cls, path: str | os.PathLike[str], device: str = "cpu",
+                  **opts: Any) -> OnnxRuntimeEngine:
+        """A bare `.onnx` file as exported by `ocrnet export` (float32 NCHW input)."""
+        path = Path(path)
+        session = _session(path, device, opts.get("threads"))
+        first = session.get_inputs()[0]
+        if first.name != INPUT_NAME or first.type != "tensor(float)":
+            raise OcrnetError(f"{path} takes {first.name!r} {first.type}; engines need the "
+                              f"float32 NCHW {INPUT_NAME!r} of `ocrnet export` (no --uint8-input)")
+        meta = {"name": path.name, "path": str(path), "backend": cls.backend,
+                "precision": "fp32", "device": device, "input_shape": list(first.shape),
+                "providers": session.get_providers()}
+        return cls(session, None, meta)
+
+    # --- run ----------------------------------------------------------------------------------
+    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
+        if self._package is not None:
+            check_input_shape(self._package, batch)
+        names = [n for n in ("labels", "logits") if n in self._outputs
+                 and (n == "labels" or want_logits or "labels" not in self._outputs)]
+        if want_logits and "logits" not in self._outputs:
+            raise OcrnetError("this model has no logits output (exported with --outputs labels)")
+        got = dict(zip(names, self._session.run(names, {INPUT_NAME: batch}), strict=True))
+        labels = got["labels"] if "labels" in got else got["logits"].argmax(1).astype(np.uint8)
+        return InferResult(labels, got.get("logits") if want_logits else None)
+
+    def _close_impl(self) -> None:
+        self._session = None

@@ -1,0 +1,132 @@
+"""OpenVINO: the IR (`model.xml` + `model.bin`) compiled for the CPU with an explicit precision.
+
+Trap this file exists to avoid: on CPUs with AVX-512 BF16 or AMX, OpenVINO's CPU plugin runs
+float models in bf16 unless told otherwise, and it silently runs bf16 when f16 is asked for on
+a CPU without native fp16. We always set `INFERENCE_PRECISION_HINT` to what the package says,
+read it back from the compiled model, and refuse to run if the plugin chose something else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ocrnet.engines.base import (
+    BuildOutput,
+    BuildRequest,
+    Engine,
+    InferResult,
+    check_input_shape,
+    package_metadata,
+)
+from ocrnet.errors import OcrnetError
+from ocrnet.precision import Precision
+
+if TYPE_CHECKING:
+    from ocrnet.package import Package
+
+_XML, _BIN = "model.xml", "model.bin"
+#: The plugin's inference precision for each package precision. int8 packages run their
+#: quantized ops in int8 and everything NNCF left unquantized in f32.
+_HINT = {Precision.FP32: "f32", Precision.FP16: "f16", Precision.BF16: "bf16",
+         Precision.INT8: "f32"}
+
+
+def _compile(model: Any, device: str, hint: str, threads: int | None = None) -> Any:
+    import openvino as ov
+
+    core = ov.Core()
+    ov_device = device.upper()
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint,
+                              "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = core.compile_model(model, ov_device, config)
+    applied = _applied_hint(compiled)
+    if applied != hint:
+        caps = ", ".join(core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES"))
+        raise OcrnetError(
+            f"OpenVINO's {ov_device} plugin runs {applied} when {hint} is asked for on this "
+            f"machine (capabilities: {caps}); refusing to run another precision. "
+            "Pick a precision this CPU has (e.g. bf16 or fp32)")
+    return compiled
+
+
+def _applied_hint(compiled: Any) -> str:
+    """'f32', 'bf16' or 'f16': the inference precision the compiled model really uses."""
+    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
+class OpenVinoEngine(Engine):
+    """A compiled OpenVINO model and one infer request (engines are not shared across threads)."""
+
+    backend: ClassVar[str] = "openvino"
+    modules: ClassVar[tuple[str, ...]] = ("openvino",)
+    extra: ClassVar[str] = "openvino"
+    precisions: ClassVar[tuple[Precision, ...]] = (
+        Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    source: ClassVar[str] = "onnx"
+
+    def __init__(self, compiled: Any, package: Package, metadata: dict[str, Any]) -> None:
+        super().__init__()
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._package = package
+        self._outputs = {name for out in compiled.outputs for name in out.get_names()}
+        self._metadata = metadata
+
+    # --- build --------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, request: BuildRequest, out_dir: Path) -> BuildOutput:
+        import openvino as ov
+
+        hint = _HINT[request.precision]
+        model = ov.convert_model(str(request.onnx_file()))
+        calibration = None
+        if request.precision is Precision.INT8:
+            from ocrnet.quantize import quantize_openvino
+
+            model, calibration = quantize_openvino(model, request.calibration, **request.options)
+        # Fail the build, not the first run, when this CPU cannot honour the precision.
+        compiled = _compile(model, request.device, hint)
+        # fp16 packages store fp16 weights (half the size); others keep float32 weights so
+        # that the runtime precision is only what the hint says.
+        ov.save_model(model, str(out_dir / _XML),
+                      compress_to_fp16=request.precision is Precision.FP16)
+        runtime = {"device": request.device.upper(), "inference_precision_hint": hint,
+                   "inference_precision_applied": _applied_hint(compiled),
+                   "weights": "f16" if request.precision is Precision.FP16 else "f32"}
+        return BuildOutput(runtime=runtime, calibration=calibration)
+
+    # --- open ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, package: Package, device: str = "cpu", **opts: Any) -> OpenVinoEngine:
+        import openvino as ov
+
+        hint = package.meta.get("runtime", {}).get("inference_precision_hint") \
+            or _HINT[package.precision]
+        model = ov.Core().read_model(str(package.file(_XML)), str(package.file(_BIN)))
+        compiled = _compile(model, device, hint, opts.get("threads"))
+        meta = package_metadata(package, device,
+                                inference_precision_applied=_applied_hint(compiled))
+        return cls(compiled, package, meta)
+
+    # --- run ----------------------------------------------------------------------------------
+    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
+        check_input_shape(self._package, batch)
+        if want_logits and "logits" not in self._outputs:
+            raise OcrnetError("this package has no logits output")
+        self._request.infer({0: batch})
+        logits = self._request.get_tensor("logits").data if "logits" in self._outputs else None
+        if "labels" in self._outputs:
+            labels = self._request.get_tensor("labels").data.copy()
+        else:
+            labels = logits.argmax(1).astype(np.uint8)
+        return InferResult(labels, logits.copy() if want_logits else None)
+
+    def _close_impl(self) -> None:
+        self._request = None
+        self._compiled = None

@@ -1,0 +1,108 @@
+"""Tiny shared artifacts for the engine tests, made once per pytest process.
+
+A random-weight hr18 with random BN statistics (weights that leave BN at identity hide bugs),
+its ONNX export at 1x3x64x128 (the dynamo export is the slow step, ~25 s here, so every test
+file reuses this one), and a 64x128 synthetic Cityscapes-layout set for calibration.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).parent / "golden"
+SHAPE = (1, 3, 64, 128)
+DEMO = Path(__file__).parents[1] / "src" / "ocrnet" / "assets"
+
+
+@functools.cache
+def workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="ocrnet-engine-tests-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+@functools.cache
+def checkpoint(variant: str = "hr18", seed: int = 0) -> Path:
+    from ocrnet.model import build_model, save_checkpoint
+
+    sys.path.insert(0, str(GOLDEN))
+    from randomize import randomized_state_dict
+
+    model = build_model(variant).eval()
+    model.load_state_dict(randomized_state_dict(model.state_dict(), seed))
+    path = workdir() / f"{variant}-{seed}.pth"
+    save_checkpoint(path, model)
+    return path
+
+
+@functools.cache
+def onnx_file() -> Path:
+    from ocrnet.export import export_onnx
+
+    path = workdir() / "hr18.onnx"
+    export_onnx(checkpoint(), path, shape=SHAPE)
+    return path
+
+
+@functools.cache
+def calib_root() -> Path:
+    from ocrnet.data.synthetic import write_dataset
+
+    root = workdir() / "synth"
+    write_dataset(root, train=3, val=1, size=SHAPE[2:], workers=0, progress=False)
+    return root
+
+
+def batch(seed: int = 0, n: int = 1) -> np.ndarray:
+    """A normalized image-like batch: a synthetic scene through the eval preprocessing."""
+    from ocrnet.data.synthetic import generate_scene
+    from ocrnet.data.transforms import normalize
+
+    images = []
+    for i in range(n):
+        scene = generate_scene(seed + i, *SHAPE[2:])
+        rgb = scene[0] if isinstance(scene, tuple) else scene
+        images.append(normalize(np.ascontiguousarray(rgb[:, :, ::-1])))
+    return np.stack(images)
+
+
+@functools.cache
+def _reference(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from ocrnet.engines import open_model
+
+    with open_model(checkpoint()) as engine:
+        result = engine.infer(batch(seed, n), return_logits=True)
+    return result.labels, result.logits
+
+
+def reference(seed: int = 0, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch fp32 eager labels and logits for `batch(seed, n)`."""
+    return _reference(seed, n)
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+def demo_checkpoint() -> Path | None:
+    """The lead's trained demo model, if bundled (int8 accuracy is only meaningful on it)."""
+    found = sorted(DEMO.glob("*.pth")) if DEMO.is_dir() else []
+    return found[0] if found else None
+
+
+@functools.cache
+def package(backend: str, precision: str, **options: object) -> Path:
+    """A package built from `onnx_file()` (int8: calibrated on `calib_root()`), made once."""
+    from ocrnet.build import build_package
+
+    name = "-".join([backend, precision, *(f"{k}={v}" for k, v in sorted(options.items()))])
+    calib = {"calib_dir": calib_root(), "calib_count": 3} if precision == "int8" else {}
+    return build_package(onnx_file(), workdir() / name, backend=backend, precision=precision,
+                         **calib, **options).path

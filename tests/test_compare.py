@@ -1,0 +1,53 @@
+"""`ocrnet compare`: fidelity against the PyTorch fp32 reference, table and JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import _engine_helpers as h
+from ocrnet.cli import main
+from ocrnet.compare import compare_models, format_table
+from ocrnet.errors import DataError, OcrnetError
+
+
+def test_compare_packages(tmp_path: Path) -> None:
+    images = h.calib_root() / "leftImg8bit"
+    fp32, bf16 = h.package("onnxruntime", "fp32"), h.package("openvino", "bf16")
+    report = compare_models([fp32, bf16], images, reference=h.checkpoint(), count=2,
+                            json_out=tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    assert report["images"] == 2
+    exact, low = report["models"]
+    assert exact["pixel_agreement"] >= 0.9999 and exact["logits_rel_l2"] <= 1e-5
+    assert exact["mIoU_vs_reference"] >= 0.999
+    assert low["precision"] == "bf16" and 0.95 <= low["pixel_agreement"] < 1.0
+    table = format_table(report)
+    assert "onnxruntime" in table and "bf16" in table
+
+
+def test_reference_from_the_package_source(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # The package records the checkpoint its ONNX was exported from, so no --reference.
+    images = str(h.calib_root() / "leftImg8bit" / "val")
+    assert main(["compare", str(h.package("onnxruntime", "fp32")), "--images", images]) == 0
+    out = capsys.readouterr().out
+    assert str(h.checkpoint()) in out and "100.000" in out
+    # ... and when that checkpoint changed, the user is asked for one.
+    moved = tmp_path / "pkg"
+    shutil.copytree(h.package("onnxruntime", "fp32"), moved)
+    meta = json.loads((moved / "ocrnet.json").read_text())
+    meta["source"]["checkpoint"]["sha256"] = "0" * 64
+    (moved / "ocrnet.json").write_text(json.dumps(meta))
+    assert main(["compare", str(moved), "--images", images]) == 1
+    assert "--reference" in capsys.readouterr().err
+
+
+def test_no_images(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no images"):
+        compare_models([h.checkpoint()], tmp_path)
+    with pytest.raises(OcrnetError, match="no image folder"):
+        compare_models([h.checkpoint()], tmp_path / "missing")

@@ -1,0 +1,109 @@
+"""int8: calibration data, options, the sensitive parts, and valid packages from both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import _engine_helpers as h
+from ocrnet.engines import open_model
+from ocrnet.errors import DataError, OcrnetError
+from ocrnet.package import read_package
+from ocrnet.quantize import (
+    CalibrationImages,
+    _groups,
+    calibration_files,
+    check_int8_options,
+)
+
+
+def test_calibration_uses_train_split_evenly() -> None:
+    files = calibration_files(h.calib_root(), count=2)
+    assert len(files) == 2 and all("/train/" in str(f) for f in files)
+    assert files[0] != files[1]
+    batches = list(CalibrationImages(files, (64, 128)))
+    assert [b.shape for b in batches] == [(1, 3, 64, 128)] * 2
+    assert batches[0].dtype == np.float32 and abs(float(batches[0].mean())) < 3
+
+
+def test_calibration_aspect_mismatch(tmp_path: Path) -> None:
+    files = calibration_files(h.calib_root(), count=1)
+    with pytest.raises(DataError, match="not the package's 64x64"):
+        list(CalibrationImages(files, (64, 64)))
+
+
+def test_int8_options_are_validated() -> None:
+    assert check_int8_options("onnxruntime")["calib_method"] == "minmax"
+    assert check_int8_options("openvino", keep_float=["none"])["keep_float"] == ()
+    with pytest.raises(OcrnetError, match="did you mean 'entropy'"):
+        check_int8_options("onnxruntime", calib_method="entropi")
+    with pytest.raises(OcrnetError, match="valid: mixed, performance"):
+        check_int8_options("openvino", calib_method="minmax")
+    with pytest.raises(OcrnetError, match="did you mean 'attention'"):
+        check_int8_options("openvino", keep_float=["atention"])
+
+
+def test_groups_respect_the_memory_budget() -> None:
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(h.onnx_file())))
+    infos = {v.name: v for v in model.graph.value_info}
+    names = list(infos)[:50]
+    groups = list(_groups(names, infos, h.SHAPE, budget=1 << 20))
+    assert [n for g in groups for n in g] == names and len(groups) > 1
+
+
+def _check_int8(pkg: Path, kept: int) -> None:
+    labels, logits = h.reference()
+    with open_model(pkg) as engine:
+        out = engine.infer(h.batch(), return_logits=True)
+    meta = read_package(pkg).meta
+    assert meta["precision"] == "int8"
+    assert meta["calibration"]["count"] == 3 and len(meta["calibration"]["kept_nodes"]) == kept
+    # Random weights: only a sanity bound; the demo-model test below holds int8 to 98%.
+    assert (out.labels == labels).mean() >= 0.9
+    assert h.rel_l2(out.logits, logits) < 0.15
+
+
+def test_openvino_int8_package() -> None:
+    pkg = h.package("openvino", "int8")
+    _check_int8(pkg, kept=5)  # 2 softmax + 3 matmul of the OCR attention
+    calib = read_package(pkg).meta["calibration"]
+    assert calib["preset"] == "mixed" and calib["bias_correction"] == "fast"
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_onnxruntime_int8_package(method: str) -> None:
+    pkg = h.package("onnxruntime", "int8", calib_method=method)
+    _check_int8(pkg, kept=5)
+    model = onnx.load(str(pkg / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_keep_float_parts_are_found() -> None:
+    from ocrnet.quantize import _onnx_nodes, _pick
+
+    nodes = _onnx_nodes(onnx.load(str(h.onnx_file())))
+    assert len(_pick(nodes, ["first_conv"], 19)) == 1
+    assert len(_pick(nodes, ["classifiers"], 19)) == 2  # aux (soft regions) + final conv_seg
+    assert len(_pick(nodes, ["attention"], 19)) == 5
+
+
+def test_int8_on_the_demo_model(tmp_path: Path) -> None:
+    """int8 labels >= 98% of fp32's: only meaningful on trained weights (the demo model)."""
+    demo = h.demo_checkpoint()
+    if demo is None:
+        pytest.skip(f"no trained demo checkpoint in {h.DEMO} (random weights make int8 label "
+                    "agreement meaningless)")
+    from ocrnet.build import build_package
+
+    for backend in ("openvino", "onnxruntime"):
+        pkg = build_package(demo, tmp_path / backend, backend=backend, precision="int8",
+                            shape=h.SHAPE, calib_dir=h.calib_root(), calib_count=3)
+        with open_model(demo) as ref, open_model(pkg.path) as engine:
+            for seed in range(3):
+                x = h.batch(seed)
+                agree = (engine.infer(x).labels == ref.infer(x).labels).mean()
+                assert agree >= 0.98, (backend, seed, agree)
