@@ -26,6 +26,7 @@ import numpy as np
 
 from ocrnet.data.cityscapes import (
     CLASSES,
+    PRED_SUFFIX,
     TRAIN_TO_LABEL,
     Sample,
     discover,
@@ -33,13 +34,10 @@ from ocrnet.data.cityscapes import (
     read_label,
 )
 from ocrnet.data.loader import BadFileError, Loader, SkippedFile, bounded_map
-from ocrnet.data.transforms import DEFAULT_SCALE, Scale, logits_to_labels, resize_labels
-from ocrnet.engines.base import Engine
+from ocrnet.data.transforms import DEFAULT_SCALE, Scale
+from ocrnet.engines.base import RESIZE_MODES, Engine
 from ocrnet.errors import DataError, OcrnetError
 from ocrnet.metrics import ConfusionMatrix, MetricResults
-
-PRED_SUFFIX = "_pred_labelIds.png"
-RESIZE_MODES = ("logits", "labels")
 
 
 @dataclass
@@ -110,7 +108,7 @@ def evaluate(
 
     if isinstance(model, Engine):
         engine, owned = model, False
-        name = _engine_name(engine)
+        name = engine.name
     else:
         from ocrnet.engines import open_model
 
@@ -124,7 +122,7 @@ def evaluate(
     try:
         with _progress(len(samples), progress) as bar:
             for batch in loader:
-                preds = _predict(engine, batch.images, batch.sizes, resize)
+                preds = engine.labels_at(batch.images, batch.sizes, resize)
                 for pred, label, sample in zip(preds, batch.labels, batch.samples, strict=True):
                     confusion.update(pred, label)
                     if out_dir is not None:
@@ -145,25 +143,6 @@ def evaluate(
         extra={"scale": list(scale) if isinstance(scale, tuple) else scale, "resize": resize,
                "seconds": round(time.perf_counter() - start, 3)},
     )
-
-
-def _predict(
-    engine: Engine, images: np.ndarray, sizes: list[tuple[int, int]], resize: str
-) -> list[np.ndarray]:
-    """Engine output -> one (H, W) uint8 train-id map per image, at its original size."""
-    shape = tuple(images.shape[-2:])
-    need_resize = any(size != shape for size in sizes)
-    if need_resize and resize == "logits":
-        result = engine.infer(images, return_logits=True)
-        if result.logits is None:
-            raise OcrnetError(
-                f"engine {_engine_name(engine)} returns no logits, which the exact (mmseg) "
-                "resize back to the original size needs; evaluate at the original size "
-                "(--scale) or use --resize labels (nearest-neighbour labels, approximate)"
-            )
-        return [logits_to_labels(lg, size) for lg, size in zip(result.logits, sizes, strict=True)]
-    result = engine.infer(images)
-    return [resize_labels(lb, size) for lb, size in zip(result.labels, sizes, strict=True)]
 
 
 # --- scoring saved predictions ---------------------------------------------------------------
@@ -306,15 +285,6 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         path.write_bytes(buf.tobytes())
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def _engine_name(engine: Engine) -> str:
-    meta = engine.metadata
-    for key in ("path", "package", "source"):
-        if meta.get(key):
-            return str(meta[key])
-    parts = [str(meta.get(k)) for k in ("backend", "precision") if meta.get(k)]
-    return " ".join(parts) or type(engine).__name__
 
 
 def _check_any(num_images: int, skipped: list[SkippedFile]) -> None:

@@ -325,7 +325,7 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
 
     from ocrnet import visualize
     from ocrnet.data.cityscapes import discover, read_label
-    from ocrnet.data.transforms import logits_to_labels, preprocess, read_image
+    from ocrnet.data.transforms import preprocess, read_image
     from ocrnet.engines import open_model
 
     samples = discover(data_root, "val")[: cfg.samples]
@@ -340,11 +340,7 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
         for i, sample in enumerate(samples):
             bgr = read_image(sample.image)
             batch = preprocess(bgr, scale)[None]
-            preds = []
-            for engine in engines:
-                result = engine.infer(batch, return_logits=True)
-                preds.append(logits_to_labels(result.logits, bgr.shape[:2])[0]
-                             if result.logits is not None else result.labels[0])
+            preds = [engine.labels_at(batch, [bgr.shape[:2]])[0] for engine in engines]
             truth = read_label(sample.label, sample.label_format or "trainIds")
             rgb = bgr[:, :, ::-1]
             tiles = [rgb] + [visualize.overlay(rgb, p) for p in preds] + [visualize.colorize(truth)]

@@ -22,16 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ocrnet.data.cityscapes import IMAGE_SUFFIX, TRAIN_TO_LABEL, Sample
+from ocrnet.data.cityscapes import IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_LABEL, Sample
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import DEFAULT_SCALE, Scale, parse_scale, read_image
-from ocrnet.engines.base import Engine
+from ocrnet.engines.base import RESIZE_MODES, Engine
 from ocrnet.errors import DataError, OcrnetError
-
-# TODO(lead): `_predict` is eval's "engine output -> labels at the original size"; it should be
-# public (or move below both verbs) so predict need not reach into a private name.
-from ocrnet.evaluate import PRED_SUFFIX, RESIZE_MODES
-from ocrnet.evaluate import _predict as _labels_at_original_size
 from ocrnet.visualize import colorize, write_png
 from ocrnet.visualize import overlay as blend
 
@@ -161,7 +156,7 @@ def predict(
         with _progress_bar(len(jobs), progress) as bar, \
                 ThreadPoolExecutor(1, thread_name_prefix="ocrnet-write") as writer:
             for batch in loader:
-                preds = _labels_at_original_size(engine, batch.images, batch.sizes, resize)
+                preds = engine.labels_at(batch.images, batch.sizes, resize)
                 for pred, sample in zip(preds, batch.samples, strict=True):
                     pending.append(writer.submit(_write_outputs, by_image[sample.image], pred,
                                                  format, suffix, color, overlay, opacity))

@@ -59,6 +59,8 @@ for _label_id, _train_id in _LABEL_TABLE:
 IMAGE_SUFFIX = "_leftImg8bit.png"
 TRAIN_IDS_SUFFIX = "_gtFine_labelTrainIds.png"
 LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"
+#: What the official benchmark accepts for a prediction: `<city>_<seq>_<frame>_pred_labelIds.png`.
+PRED_SUFFIX = "_pred_labelIds.png"
 
 # How many offending files an error lists before it says "and N more".
 _SHOW = 5

@@ -23,6 +23,9 @@ import numpy as np
 from ocrnet.errors import BackendUnavailableError, OcrnetError
 from ocrnet.precision import Precision
 
+#: How predictions return to an image's original size (see `Engine.labels_at`).
+RESIZE_MODES = ("logits", "labels")
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -87,15 +90,17 @@ class Engine(abc.ABC):
         self._metadata: dict[str, Any] = {"backend": self.backend}
 
     # --- the backend's part -------------------------------------------------------------
+    # build/open are what a backend module adds; an engine made in code (a test double, an
+    # engine wrapping a live model) only needs _infer_impl, so these are not abstract.
     @classmethod
-    @abc.abstractmethod
     def build(cls, request: BuildRequest, out_dir: Path) -> BuildOutput:
         """Write the backend's files for `request` into `out_dir` (a staging directory)."""
+        raise NotImplementedError(f"{cls.__name__} cannot build packages")
 
     @classmethod
-    @abc.abstractmethod
     def open(cls, package: Package, device: str = "cpu", **opts: Any) -> Engine:
         """Load a verified package onto `device`."""
+        raise NotImplementedError(f"{cls.__name__} cannot open packages")
 
     @abc.abstractmethod
     def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult: ...
@@ -147,6 +152,39 @@ class Engine(abc.ABC):
         if batch.dtype != np.float32:
             batch = batch.astype(np.float32)
         return self._infer_impl(np.ascontiguousarray(batch), return_logits)
+
+    @property
+    def name(self) -> str:
+        """A readable name for messages: the package or file path, else backend + precision."""
+        meta = self.metadata
+        for key in ("path", "package", "source"):
+            if meta.get(key):
+                return str(meta[key])
+        parts = [str(meta.get(k)) for k in ("backend", "precision") if meta.get(k)]
+        return " ".join(parts) or type(self).__name__
+
+    def labels_at(self, batch: np.ndarray, sizes: list[tuple[int, int]],
+                  resize: str = "logits") -> list[np.ndarray]:
+        """One (H, W) uint8 train-id map per image at its original size (mmseg's test path).
+
+        When the batch was resized, `resize="logits"` (exact, mmseg's) resizes the logits
+        bilinearly and then takes the argmax; `resize="labels"` resizes the labels by nearest
+        neighbour (cheaper, approximate). Unresized images use the engine's labels directly.
+        """
+        from ocrnet.data.transforms import logits_to_labels, resize_labels
+
+        shape = tuple(batch.shape[-2:])
+        if any(tuple(size) != shape for size in sizes) and resize == "logits":
+            result = self.infer(batch, return_logits=True)
+            if result.logits is None:
+                raise OcrnetError(
+                    f"engine {self.name} returns no logits, which the exact (mmseg) resize back "
+                    "to the original size needs; run at the original size (--scale) or use "
+                    "--resize labels (nearest-neighbour labels, approximate)")
+            return [logits_to_labels(lg, size) for lg, size in zip(result.logits, sizes,
+                                                                      strict=True)]
+        labels = self.infer(batch).labels
+        return [resize_labels(lb, size) for lb, size in zip(labels, sizes, strict=True)]
 
     def close(self) -> None:
         if not self._closed:
