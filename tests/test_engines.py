@@ -148,3 +148,15 @@ def test_torch_aotinductor_package(tmp_path: Path) -> None:
         out = engine.infer(h.batch(), return_logits=True)
     assert h.rel_l2(out.logits, logits) <= 1e-5
     assert (out.labels == labels).mean() >= 0.9999
+
+
+def test_runnable_precisions_follow_the_hardware() -> None:
+    """`ocrnet run` defaults to these: never a precision the plugin would silently replace."""
+    from ocrnet.engines import get_backend
+    from ocrnet.precision import Precision
+
+    runnable = get_backend("openvino").runnable_precisions("cpu")
+    assert (Precision.FP16 in runnable) == _ov_has("FP16")
+    assert (Precision.BF16 in runnable) == _ov_has("BF16")
+    assert Precision.FP32 in runnable and Precision.INT8 in runnable
+    assert Precision.FP16 not in get_backend("onnxruntime").runnable_precisions("cpu")

@@ -255,8 +255,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="Cityscapes root (default: generated demo scenes)")
     p.add_argument("--out", default=None, help="run folder (default runs/demo or runs/<ckpt>)")
     p.add_argument("--backend", default=d.backend, help="engine backend (default openvino)")
-    p.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS),
-                   help="precisions to build and compare (aliases accepted)")
+    p.add_argument("--precisions", nargs="+",
+                   help="precisions to build and compare (aliases accepted; default: those of "
+                        f"{', '.join(DEFAULT_PRECISIONS)} this machine runs natively)")
     p.add_argument("--limit", type=int, help="evaluate only the first N val images")
     p.add_argument("--scale", help="keep-ratio resize limit WxH (default: 512x256 demo, "
                                    "2048x1024 Cityscapes)")

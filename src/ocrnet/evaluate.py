@@ -108,7 +108,7 @@ def evaluate(
 
     if isinstance(model, Engine):
         engine, owned = model, False
-        name = engine.name
+        name = engine.display_name
     else:
         from ocrnet.engines import open_model
 

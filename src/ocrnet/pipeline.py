@@ -27,6 +27,7 @@ DEMO_CHECKPOINT = ASSETS / "ocrnet_hr18_synthetic_demo.pth"
 #: The demo scenes: the validation split the demo model was scored on (see the model card).
 DEMO_DATA = {"size": (256, 512), "val": 100, "seed": 0}
 DEMO_SCALE = (512, 256)
+#: What `ocrnet run` compares unless told otherwise, kept to those this machine runs natively.
 DEFAULT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 Say = Callable[[str], None]
@@ -38,7 +39,7 @@ class RunConfig:
     data_root: str | None = None  # None: generated demo scenes under <out>/data
     out: str = "runs/demo"
     backend: str = "openvino"
-    precisions: Sequence[str] = DEFAULT_PRECISIONS
+    precisions: Sequence[str] | None = None  # None: DEFAULT_PRECISIONS this machine runs
     limit: int | None = None
     scale: tuple[int, int] | None = None  # keep-ratio limit (W, H); None: demo 512x256 / 2048x1024
     calib_count: int = 32
@@ -101,9 +102,11 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     backend = get_backend(cfg.backend)
     backend.require()
-    precisions = [Precision.parse(p) for p in cfg.precisions]
-    for p in precisions:
-        backend.check_precision(p)
+    if cfg.precisions is None:
+        runnable = backend.runnable_precisions("cpu")
+        precisions = [p for p in map(Precision.parse, DEFAULT_PRECISIONS) if p in runnable]
+    else:
+        precisions = [backend.check_precision(p) for p in cfg.precisions]
     cache = StepCache(out, say)
 
     checkpoint, data_root, scale, shape = _inputs(cfg, out, cache)

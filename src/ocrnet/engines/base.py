@@ -127,6 +127,15 @@ class Engine(abc.ABC):
         return p
 
     @classmethod
+    def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
+        """The precisions this machine runs natively on `device` (default: all declared).
+
+        Backends whose hardware support varies (OpenVINO's f16 needs native fp16 on the CPU)
+        narrow this; `ocrnet run` picks its default precisions from it.
+        """
+        return cls.precisions
+
+    @classmethod
     def check_device(cls, device: str) -> str:
         """Reject a device this backend cannot use (never fall back to another one)."""
         kind = device.split(":", 1)[0]
@@ -154,7 +163,7 @@ class Engine(abc.ABC):
         return self._infer_impl(np.ascontiguousarray(batch), return_logits)
 
     @property
-    def name(self) -> str:
+    def display_name(self) -> str:
         """A readable name for messages: the package or file path, else backend + precision."""
         meta = self.metadata
         for key in ("path", "package", "source"):
@@ -178,9 +187,9 @@ class Engine(abc.ABC):
             result = self.infer(batch, return_logits=True)
             if result.logits is None:
                 raise OcrnetError(
-                    f"engine {self.name} returns no logits, which the exact (mmseg) resize back "
-                    "to the original size needs; run at the original size (--scale) or use "
-                    "--resize labels (nearest-neighbour labels, approximate)")
+                    f"engine {self.display_name} returns no logits, which the exact (mmseg) "
+                    "resize back to the original size needs; run at the original size "
+                    "(--scale) or use --resize labels (nearest-neighbour labels, approximate)")
             return [logits_to_labels(lg, size) for lg, size in zip(result.logits, sizes,
                                                                       strict=True)]
         labels = self.infer(batch).labels

@@ -102,6 +102,10 @@ class OnnxRuntimeEngine(Engine):
 
     # --- open ---------------------------------------------------------------------------------
     @classmethod
+    def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
+        return cls.precisions if device.startswith("cuda") else (Precision.FP32, Precision.INT8)
+
+    @classmethod
     def open(cls, package: Package, device: str = "cpu", **opts: Any) -> OnnxRuntimeEngine:
         if package.precision is Precision.FP16 and not device.startswith("cuda"):
             raise OcrnetError(

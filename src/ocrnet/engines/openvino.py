@@ -70,6 +70,15 @@ class OpenVinoEngine(Engine):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     source: ClassVar[str] = "onnx"
 
+    @classmethod
+    def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
+        """fp16/bf16 only where the plugin reports native support (else it would run bf16)."""
+        import openvino as ov
+
+        caps = set(ov.Core().get_property(device.upper(), "OPTIMIZATION_CAPABILITIES"))
+        native = {Precision.FP16: "FP16", Precision.BF16: "BF16"}
+        return tuple(p for p in cls.precisions if p not in native or native[p] in caps)
+
     def __init__(self, compiled: Any, package: Package, metadata: dict[str, Any]) -> None:
         super().__init__()
         self._compiled = compiled
