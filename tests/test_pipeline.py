@@ -48,7 +48,7 @@ def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path):
     assert "| bf16 | openvino |" in (out / "report.md").read_text()
     assert (out / "summary.png").stat().st_size > 0 and (out / "samples" / "sample_0.png").exists()
     ran = [line for line in said if line.startswith("[run]")]
-    assert len(ran) == 2 + 3 + 1  # two builds, three evals, one bench
+    assert len(ran) == 1 + 2 + 3 + 1  # one export, two builds, three evals, one bench
 
     said.clear()
     run(_config(inputs, tmp_path / "r"), say=said.append)

@@ -115,6 +115,15 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     common = {"checkpoint": ckpt_sha, "data": str(data_root), "scale": scale,
               "limit": cfg.limit}
 
+    # one export serves every precision of an ONNX-based backend
+    source = checkpoint
+    if backend.source == "onnx":
+        source = out / "model.onnx"
+        export = cache.run("export", cache.key(step="export", checkpoint=ckpt_sha, shape=shape),
+                           lambda: _export(checkpoint, source, shape),
+                           valid=lambda _r: source.exists())
+        say(f"export verified against PyTorch: labels agree {export['label_agreement']:.4%}")
+
     packages: dict[str, Path] = {}
     for p in precisions:
         pkg = out / "packages" / f"{cfg.backend}-{p.value}"
@@ -122,7 +131,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
                    "calib": [cfg.calib_count, cfg.calib_method] if p is Precision.INT8 else None}
         key = cache.key(step="build", checkpoint=ckpt_sha, **options)
         cache.run(f"build-{cfg.backend}-{p.value}", key,
-                  lambda p=p, pkg=pkg: _build(checkpoint, pkg, cfg, p, shape, calib_dir),
+                  lambda p=p, pkg=pkg: _build(source, pkg, cfg, p, shape, calib_dir),
                   valid=lambda _r, pkg=pkg: (pkg / "ocrnet.json").exists())
         packages[p.value] = pkg
 
@@ -190,12 +199,20 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def _build(checkpoint: Path, pkg: Path, cfg: RunConfig, p: Precision, shape: list[int],
+def _export(checkpoint: Path, onnx_path: Path, shape: list[int]) -> dict[str, Any]:
+    from ocrnet.export import export_onnx
+
+    result = export_onnx(str(checkpoint), onnx_path, shape=shape, verify=True)
+    return {"path": str(onnx_path), "label_agreement": result.verify["label_agreement"],
+            "checks": result.verify["checks"]}
+
+
+def _build(source: Path, pkg: Path, cfg: RunConfig, p: Precision, shape: list[int],
            calib_dir: Path) -> dict[str, Any]:
     from ocrnet.build import build_package
 
     package = build_package(
-        checkpoint, pkg, backend=cfg.backend, precision=p, shape=shape, overwrite=True,
+        source, pkg, backend=cfg.backend, precision=p, shape=shape, overwrite=True,
         calib_dir=calib_dir if p is Precision.INT8 else None, calib_count=cfg.calib_count,
         calib_method=cfg.calib_method)
     return {"package": str(pkg), "runtime": package.meta.get("runtime")}
