@@ -29,6 +29,17 @@ def test_calibration_uses_train_split_evenly() -> None:
     assert batches[0].dtype == np.float32 and abs(float(batches[0].mean())) < 3
 
 
+def test_calibration_fills_a_static_batch() -> None:
+    """Regression: a batch-8 int8 build fed (1, 3, H, W) images to a static (8, 3, H, W) graph."""
+    files = calibration_files(h.calib_root(), count=3)
+    single = list(CalibrationImages(files, (64, 128)))
+    batches = list(CalibrationImages(files, (64, 128), batch=2))
+    assert len(CalibrationImages(files, (64, 128), batch=2)) == 2
+    assert [b.shape for b in batches] == [(2, 3, 64, 128)] * 2
+    np.testing.assert_array_equal(batches[0], np.concatenate(single[:2]))
+    np.testing.assert_array_equal(batches[1], np.concatenate([single[2], single[0]]))
+
+
 def test_calibration_aspect_mismatch(tmp_path: Path) -> None:
     files = calibration_files(h.calib_root(), count=1)
     with pytest.raises(DataError, match="not the package's 64x64"):

@@ -104,7 +104,7 @@ def build_package(
         if calib_files:
             from ocrnet.quantize import CalibrationImages
 
-            calibration = CalibrationImages(calib_files, static[2:])
+            calibration = CalibrationImages(calib_files, static[2:], batch=static[0] or 1)
             options["num_classes"] = model_meta["num_classes"]
         request = BuildRequest(
             precision=p, input_shape=example, dynamic=None in static,

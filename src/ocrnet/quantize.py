@@ -59,20 +59,24 @@ def calibration_files(root: str | os.PathLike[str], *, split: str = "train", cou
 
 
 class CalibrationImages:
-    """Re-iterable (1, 3, H, W) float32 batches, decoded and preprocessed on every pass.
+    """Re-iterable (batch, 3, H, W) float32 batches, decoded and preprocessed on every pass.
 
     `size` (H, W) is the package's static input size; images are fitted to it with the eval
-    keep-ratio resize, and an image whose aspect ratio cannot fit exactly is an error.
+    keep-ratio resize, and an image whose aspect ratio cannot fit exactly is an error. `batch`
+    is the package's static batch: consecutive images are stacked, and the last batch is
+    filled up from the first images (a static graph takes nothing smaller).
     """
 
-    def __init__(self, files: Sequence[Path], size: Sequence[int | None] = (None, None)) -> None:
+    def __init__(self, files: Sequence[Path], size: Sequence[int | None] = (None, None),
+                 batch: int = 1) -> None:
         self.files = list(files)
         self.size = tuple(size)
+        self.batch = max(1, int(batch))
 
     def __len__(self) -> int:
-        return len(self.files)
+        return -(-len(self.files) // self.batch)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _images(self) -> Iterator[np.ndarray]:
         from ocrnet.data.transforms import DEFAULT_SCALE, preprocess, read_image
 
         h, w = self.size
@@ -83,7 +87,20 @@ class CalibrationImages:
                 raise DataError(f"calibration image {path} resizes to {x.shape[1]}x{x.shape[2]}, "
                                 f"not the package's {h}x{w}: use images of the same aspect "
                                 "ratio or build with --dynamic")
-            yield x[None]
+            yield x
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        group: list[np.ndarray] = []
+        first: list[np.ndarray] = []
+        for x in self._images():
+            group.append(x)
+            if len(first) < self.batch:
+                first.append(x)
+            if len(group) == self.batch:
+                yield np.stack(group)
+                group = []
+        if group:
+            yield np.stack(group + first[: self.batch - len(group)])
 
     def summary(self) -> dict[str, Any]:
         return {"count": len(self.files), "files": [p.name for p in self.files],
