@@ -2,6 +2,7 @@
 
     python benchmarks/engines.py                        # 512x1024 and 1024x2048, all rows
     python benchmarks/engines.py --shapes 512x1024 --duration 10 --rows openvino:fp32 openvino:int8
+    python benchmarks/engines.py --shapes 8x1024x2048 --iterations 3     # batch 8
 
 Packages are built once into --work (reused on later runs: delete it to rebuild) from the
 checkpoint (default: the shipped demo model, i.e. trained weights, so int8 calibration is
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from ocrnet.bench import benchmark
 from ocrnet.build import build_package
+from ocrnet.engines import get_backend
 from ocrnet.errors import OcrnetError
+from ocrnet.export import export_onnx
 from ocrnet.pipeline import DEMO_CHECKPOINT
 
 DEFAULT_ROWS = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32", "openvino:bf16",
@@ -36,12 +39,19 @@ def _calibration_root(work: Path, h: int, w: int, count: int) -> Path:
     return root
 
 
+def _parse(shape: str) -> tuple[int, int, int]:
+    """'512x1024' (batch 1) or '8x1024x2048' -> (N, H, W)."""
+    dims = [int(v) for v in shape.lower().split("x")]
+    return (1, *dims) if len(dims) == 2 else (dims[0], dims[1], dims[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     parser.add_argument("--shapes", nargs="+", default=["512x1024", "1024x2048"])
     parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="backend:precision")
     parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per row")
+    parser.add_argument("--iterations", type=int, help="timed calls per row instead of seconds")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     parser.add_argument("--calib-count", type=int, default=16)
     parser.add_argument("--work", default="runs/bench_engines")
@@ -51,19 +61,23 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for shape in args.shapes:
-        h, w = (int(v) for v in shape.lower().split("x"))
+        n, h, w = _parse(shape)
         models: list[str] = [args.checkpoint]
         skipped: dict[str, str] = {}
+        onnx_path = work / f"model-{n}x3x{h}x{w}.onnx"
+        if not onnx_path.exists():  # one export serves every ONNX-based row
+            export_onnx(args.checkpoint, onnx_path, shape=[n, 3, h, w])
         for row in args.rows:
             backend, precision = row.split(":")
-            pkg = work / f"{backend}-{precision}-{h}x{w}"
+            pkg = work / f"{backend}-{precision}-{n}x{h}x{w}"
             if not (pkg / "ocrnet.json").exists():
                 calib = (_calibration_root(work, h, w, args.calib_count)
                          if precision == "int8" else None)
+                source = onnx_path if get_backend(backend).source == "onnx" else args.checkpoint
                 started = time.perf_counter()
                 try:
-                    build_package(args.checkpoint, pkg, backend=backend, precision=precision,
-                                  shape=[1, 3, h, w], calib_dir=calib,
+                    build_package(source, pkg, backend=backend, precision=precision,
+                                  shape=[n, 3, h, w], calib_dir=calib,
                                   calib_count=args.calib_count, overwrite=True)
                 except OcrnetError as err:
                     skipped[row] = str(err)
@@ -71,16 +85,17 @@ def main() -> None:
                     continue
                 print(f"built {pkg} in {time.perf_counter() - started:.0f} s")
             models.append(str(pkg))
-        report = benchmark(models, batch=1, shape=(h, w), duration=args.duration,
-                           threads=args.threads, progress=print)
+        report = benchmark(models, batch=n, shape=(h, w),
+                           duration=None if args.iterations else args.duration,
+                           iterations=args.iterations, threads=args.threads, progress=print)
         print(report.table())
         data = report.to_json()
         data["skipped"] = skipped
         data["command"] = "python benchmarks/engines.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
             for k, v in vars(args).items() if v is not None)
-        (out / f"engines_{h}x{w}.json").write_text(json.dumps(data, indent=1) + "\n")
-        (out / f"engines_{h}x{w}.md").write_text(report.markdown())
+        (out / f"engines_{n}x{h}x{w}.json").write_text(json.dumps(data, indent=1) + "\n")
+        (out / f"engines_{n}x{h}x{w}.md").write_text(report.markdown())
 
 
 if __name__ == "__main__":

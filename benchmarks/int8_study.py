@@ -17,6 +17,7 @@ from pathlib import Path
 from ocrnet.bench import benchmark
 from ocrnet.build import build_package
 from ocrnet.evaluate import evaluate
+from ocrnet.export import export_onnx
 from ocrnet.pipeline import DEMO_CHECKPOINT, DEMO_SCALE
 
 # (backend, calib_method, calib_count, keep_float)
@@ -46,12 +47,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shape = [1, 3, DEMO_SCALE[1], DEMO_SCALE[0]]
+    onnx_path = out / "model.onnx"
+    if not onnx_path.exists():  # one export serves every row
+        export_onnx(str(DEMO_CHECKPOINT), onnx_path, shape=shape)
     fp32 = {}
     for backend in ("openvino", "onnxruntime"):
         pkg = out / f"{backend}-fp32"
         if not (pkg / "ocrnet.json").exists():
-            build_package(DEMO_CHECKPOINT, pkg, backend=backend, precision="fp32", shape=shape,
-                          overwrite=True)
+            build_package(onnx_path, pkg, backend=backend, precision="fp32", overwrite=True)
         fp32[backend] = (pkg, evaluate(str(pkg), args.data_root, limit=args.limit,
                                        scale=DEMO_SCALE, progress=False).to_json()["mIoU"])
     rows = []
@@ -61,7 +64,7 @@ def main() -> None:
         pkg = out / f"{backend}-int8-{method}-{count}-{'+'.join(keep)}"
         started = time.perf_counter()
         if not (pkg / "ocrnet.json").exists():
-            build_package(DEMO_CHECKPOINT, pkg, backend=backend, precision="int8", shape=shape,
+            build_package(onnx_path, pkg, backend=backend, precision="int8",
                           calib_dir=args.data_root, calib_count=count, calib_method=method,
                           keep_float=keep, overwrite=True)
         build_s = time.perf_counter() - started

@@ -62,6 +62,8 @@ def test_fp32_package_matches_pytorch(backend: str) -> None:
     with open_model(h.package(backend, "fp32")) as engine:
         out = engine.infer(h.batch(seed=1), return_logits=True)
         only_labels = engine.infer(h.batch(seed=1))
+        # bench counts FLOPs from this (it showed no GFLOP/s for packages without it)
+        assert engine.metadata["model"] == {"variant": "hr18", "num_classes": 19}
     assert h.rel_l2(out.logits, logits) <= 1e-5
     assert (out.labels == labels).mean() >= 0.9999
     assert only_labels.logits is None
