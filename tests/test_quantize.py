@@ -102,19 +102,36 @@ def test_keep_float_parts_are_found() -> None:
     assert len(_pick(nodes, ["attention"], 19)) == 5
 
 
-def test_int8_on_the_demo_model(tmp_path: Path) -> None:
-    """int8 labels >= 98% of fp32's: only meaningful on trained weights (the demo model)."""
+DEMO_SHAPE = (1, 3, 128, 256)  # half the demo scale: inside the range the model was trained on
+
+
+@pytest.mark.parametrize(("backend", "precision", "bound"), [
+    ("openvino", "bf16", 0.999),
+    ("openvino", "int8", 0.98),
+    ("onnxruntime", "int8", 0.98),
+])
+def test_low_precision_labels_on_the_demo_model(tmp_path: Path, backend: str, precision: str,
+                                                bound: float) -> None:
+    """Labels agree with fp32 eager: bf16 >= 99.9%, int8 >= 98%, on generated street scenes.
+
+    Only meaningful on trained weights, so this uses the shipped demo model.
+    """
     demo = h.demo_checkpoint()
     if demo is None:
-        pytest.skip(f"no trained demo checkpoint in {h.DEMO} (random weights make int8 label "
-                    "agreement meaningless)")
+        pytest.skip(f"no trained demo checkpoint in {h.DEMO} (random weights make low-precision "
+                    "label agreement meaningless)")
     from ocrnet.build import build_package
+    from ocrnet.data.synthetic import generate_scene
+    from ocrnet.data.transforms import normalize
+    from ocrnet.export import export_onnx
 
-    for backend in ("openvino", "onnxruntime"):
-        pkg = build_package(demo, tmp_path / backend, backend=backend, precision="int8",
-                            shape=h.SHAPE, calib_dir=h.calib_root(), calib_count=3)
-        with open_model(demo) as ref, open_model(pkg.path) as engine:
-            for seed in range(3):
-                x = h.batch(seed)
-                agree = (engine.infer(x).labels == ref.infer(x).labels).mean()
-                assert agree >= 0.98, (backend, seed, agree)
+    onnx_path = tmp_path / "demo.onnx"
+    export_onnx(demo, onnx_path, shape=DEMO_SHAPE)
+    pkg = build_package(onnx_path, tmp_path / "pkg", backend=backend, precision=precision,
+                        calib_dir=h.calib_root(), calib_count=3 if precision == "int8" else 32)
+    scenes = [generate_scene(100 + i, *DEMO_SHAPE[2:])[0] for i in range(3)]
+    batch = np.stack([normalize(np.ascontiguousarray(rgb[:, :, ::-1])) for rgb in scenes])
+    with open_model(demo) as ref, open_model(pkg.path) as engine:
+        agree = np.mean([(engine.infer(x[None]).labels == ref.infer(x[None]).labels).mean()
+                         for x in batch])
+    assert agree >= bound, (backend, precision, agree)
