@@ -77,3 +77,9 @@ def test_write_png_rgb_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         cv2.imread(str(tmp_path / "labels.png"), cv2.IMREAD_UNCHANGED), labels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.png", "red.png"]
+
+
+def test_bar_chart_rows_without_the_label_key_are_refused(tmp_path: Path) -> None:
+    """Regression: the run report's chart labelled its bars 0, 1, 2 when the key was missing."""
+    with pytest.raises(KeyError, match="precision"):
+        bar_chart([{"label": "fp32", "mIoU": 70.0}], ["mIoU"], tmp_path / "bars.png")

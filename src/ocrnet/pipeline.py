@@ -332,7 +332,7 @@ def _write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
     visualize.bar_chart(
         [{"label": r["model"], "mIoU": r["mIoU"], "throughput (img/s)": r["throughput_ips"]}
          for r in report["results"]],
-        ["mIoU", "throughput (img/s)"], out / "summary.png")
+        ["mIoU", "throughput (img/s)"], out / "summary.png", label_key="label")
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     (out / "report.md").write_text(_markdown(report))
 

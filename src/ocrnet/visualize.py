@@ -147,7 +147,7 @@ def bar_chart(
 
     if not rows or not metric_keys:
         raise ValueError("bar_chart needs at least one row and one metric key")
-    names = [str(r.get(label_key, i)) for i, r in enumerate(rows)]
+    names = [str(r[label_key]) for r in rows]  # a missing label is a bug: never index numbers
     fig = Figure(figsize=(4.2 * len(metric_keys), 3.6), layout="constrained")
     axes = fig.subplots(1, len(metric_keys), squeeze=False)[0]
     colors = [f"C{i % 10}" for i in range(len(rows))]
