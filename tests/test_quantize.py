@@ -93,6 +93,29 @@ def test_onnxruntime_int8_package(method: str) -> None:
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_int8_at_a_static_batch_is_calibrated_at_batch_one(tmp_path: Path, backend: str
+                                                            ) -> None:
+    """Regression: batch-8 int8 at 1024x2048 could not be built (NNCF wanted 80 GB, and a
+    batch-1 graph cannot be reshaped). Now the export keeps the batch symbolic for calibration
+    at batch 1 and the package is fixed to the batch asked for."""
+    from ocrnet.build import build_package
+
+    shape = (2, *h.SHAPE[1:])
+    pkg = build_package(h.checkpoint(), tmp_path / "pkg", backend=backend, precision="int8",
+                        shape=shape, calib_dir=h.calib_root(), calib_count=3)
+    assert pkg.meta["input"]["shape"] == list(shape)
+    assert pkg.meta["calibration"]["calibrated_at_batch"] == 1
+    assert pkg.meta["calibration"]["count"] == 3
+    labels, _ = h.reference(n=2)
+    with open_model(pkg.path) as engine:
+        out = engine.infer(h.batch(n=2))
+        assert out.labels.shape == labels.shape
+        assert (out.labels == labels).mean() >= 0.9
+        with pytest.raises(OcrnetError, match="shape"):
+            engine.infer(h.batch(n=1))
+
+
 def test_keep_float_parts_are_found() -> None:
     from ocrnet.quantize import _onnx_nodes, _pick
 

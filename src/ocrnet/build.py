@@ -98,13 +98,18 @@ def build_package(
             if cls.source == "onnx":
                 onnx_path = Path(tmp) / "model.onnx"
                 export_onnx(model, onnx_path, shape=dims, dynamic=dynamic, opset=opset,
+                            dynamic_batch=_calibrate_at_batch_one(calib_files, dims, dynamic),
                             metadata={"source_sha256": source_meta["sha256"]})
         static = [d if isinstance(d, int) else None for d in input_shape]
         calibration = None
         if calib_files:
             from ocrnet.quantize import CalibrationImages
 
-            calibration = CalibrationImages(calib_files, static[2:], batch=static[0] or 1)
+            batch = static[0] or 1
+            if not from_onnx and _calibrate_at_batch_one(calib_files, example, dynamic):
+                batch = 1
+                options["fix_batch"] = example[0]
+            calibration = CalibrationImages(calib_files, static[2:], batch=batch)
             options["num_classes"] = model_meta["num_classes"]
         request = BuildRequest(
             precision=p, input_shape=example, dynamic=None in static,
@@ -114,6 +119,17 @@ def build_package(
         package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
                                           output.runtime, output.calibration))
     return package
+
+
+def _calibrate_at_batch_one(calib_files: Sequence[Path], shape: Sequence[int],
+                            dynamic: bool) -> bool:
+    """int8 at a static batch N > 1: export with a symbolic batch, calibrate at batch 1, fix N.
+
+    Calibrating the batch-N graph directly keeps N images' activations per step (NNCF asked for
+    80 GB at 8 x 1024 x 2048), and a batch-1 graph cannot be reshaped afterwards: the exporter
+    writes every Resize's output size, batch included, as a constant.
+    """
+    return bool(calib_files) and not dynamic and shape[0] > 1
 
 
 def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None]:

@@ -91,6 +91,7 @@ def export_onnx(
     *,
     shape: str | Sequence[int] = DEFAULT_SHAPE,
     dynamic: bool = False,
+    dynamic_batch: bool = False,
     outputs: Sequence[str] = OUTPUT_NAMES,
     uint8_input: bool = False,
     opset: int = DEFAULT_OPSET,
@@ -101,7 +102,9 @@ def export_onnx(
     """Export a model (or a checkpoint path) to ONNX at `out` and run `onnx.checker` on it.
 
     `shape` is N x 3 x H x W (the example input; the graph's static shape unless `dynamic`,
-    which makes batch, height and width symbolic). With `uint8_input` the graph takes raw RGB
+    which makes batch, height and width symbolic; `dynamic_batch` makes only the batch symbolic,
+    so that int8 can be calibrated at batch 1 and the graph fixed to batch N afterwards). With
+    `uint8_input` the graph takes raw RGB
     uint8 N x H x W x 3 and normalizes inside. `verify` compares ONNX Runtime with PyTorch.
     """
     try:
@@ -128,14 +131,12 @@ def export_onnx(
     wrapper = _ExportWrapper(model, outputs, uint8_input).eval()
 
     n, _, h, w = dims
-    if dynamic:
+    if dynamic or dynamic_batch:
         n = max(n, 2)  # an example batch of 1 would be specialised to a constant 1
     example = (torch.zeros((n, h, w, 3), dtype=torch.uint8) if uint8_input
                else torch.zeros((n, 3, h, w)))
-    dynamic_shapes = None
-    if dynamic:
-        axes = (0, 1, 2) if uint8_input else (0, 2, 3)
-        dynamic_shapes = {"x": dict.fromkeys(axes, torch.export.Dim.DYNAMIC)}
+    want = ((0, 1, 2) if uint8_input else (0, 2, 3)) if dynamic else (0,) if dynamic_batch else ()
+    dynamic_shapes = {"x": dict.fromkeys(want, torch.export.Dim.DYNAMIC)} if want else None
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +155,7 @@ def export_onnx(
     onnx.checker.check_model(str(out), full_check=True)
 
     input_shape = _graph_input_shape(proto)
-    if dynamic:
-        want = (0, 1, 2) if uint8_input else (0, 2, 3)
+    if want:
         fixed = [i for i in want if isinstance(input_shape[i], int)]
         if fixed:
             raise OcrnetError(f"the exporter fixed input axes {fixed} of a --dynamic export "

@@ -95,8 +95,12 @@ class OnnxRuntimeEngine(Engine):
         else:
             from ocrnet.quantize import quantize_onnx_static
 
-            calibration = quantize_onnx_static(source, target, request.calibration,
-                                               **request.options)
+            options = dict(request.options)
+            fix_batch = options.pop("fix_batch", None)
+            calibration = quantize_onnx_static(source, target, request.calibration, **options)
+            if fix_batch:
+                _fix_batch(target, fix_batch)
+                calibration["calibrated_at_batch"] = 1
             runtime["quantization"] = "QDQ int8, per-channel weights"
         return BuildOutput(runtime=runtime, calibration=calibration)
 
@@ -145,3 +149,13 @@ class OnnxRuntimeEngine(Engine):
 
     def _close_impl(self) -> None:
         self._session = None
+
+
+def _fix_batch(path: Path, batch: int) -> None:
+    """Make a symbolic-batch graph's inputs and outputs batch `batch`, as the package says."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(path))

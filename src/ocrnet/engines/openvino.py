@@ -98,7 +98,12 @@ class OpenVinoEngine(Engine):
         if request.precision is Precision.INT8:
             from ocrnet.quantize import quantize_openvino
 
-            model, calibration = quantize_openvino(model, request.calibration, **request.options)
+            options = dict(request.options)
+            fix_batch = options.pop("fix_batch", None)
+            model, calibration = quantize_openvino(model, request.calibration, **options)
+            if fix_batch:
+                model.reshape(list(request.input_shape))
+                calibration["calibrated_at_batch"] = 1
         # Fail the build, not the first run, when this CPU cannot honour the precision.
         compiled = _compile(model, request.device, hint)
         # fp16 packages store fp16 weights (half the size); others keep float32 weights so
