@@ -91,3 +91,35 @@ def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path):
     assert meta["iter"] == 3 and "config" in meta
     for key, value in a.state_dict().items():
         assert torch.allclose(value.float(), b.state_dict()[key].float(), atol=1e-5), key
+
+
+def test_fine_tune_from_weights_in_bf16(dataset, tmp_path):
+    """--init starts from a checkpoint's weights (not from scratch), --amp bf16 trains and saves
+    plain contiguous fp32 weights that load anywhere."""
+    from ocrnet.model import save_checkpoint
+
+    torch.manual_seed(123)  # weights unlike the seed-0 initialisation train() starts from
+    init = tmp_path / "init.pth"
+    save_checkpoint(init, build_model("hr18s"))
+    tuned = train(_config(dataset, tmp_path / "b", iters=1, lr=1e-4, init=str(init), amp="bf16"),
+                  progress=False)
+    start, end = build_model("hr18s"), build_model("hr18s")
+    load_checkpoint(start, init)
+    meta = load_checkpoint(end, tuned)
+    assert '"amp": "bf16"' in meta["config"]
+    state = torch.load(tuned, weights_only=False)["state_dict"]
+    assert all(v.is_contiguous() and v.dtype == torch.float32
+               for v in state.values() if v.is_floating_point())
+    torch.manual_seed(0)
+    scratch = build_model("hr18s").state_dict()
+    key = "backbone.conv1.weight"
+    moved = float((end.state_dict()[key] - start.state_dict()[key]).abs().max())
+    assert 0 < moved < 1e-3  # it trained, a small step from the given weights...
+    assert float((end.state_dict()[key] - scratch[key]).abs().max()) > 1e-2  # ...not scratch
+
+
+def test_unknown_amp_is_an_error(dataset, tmp_path):
+    from ocrnet.errors import OcrnetError
+
+    with pytest.raises(OcrnetError, match="valid: fp32, bf16"):
+        train(_config(dataset, tmp_path, amp="fp16"), progress=False)

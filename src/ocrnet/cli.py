@@ -211,6 +211,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-interval", type=int, help="validate every N iterations (default: end)")
     p.add_argument("--val-limit", type=int, help="val images per validation (default 50)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--init", help="start from these weights (fine-tune); the optimizer starts "
+                                  "fresh. Ignored when resuming from latest.pth")
+    p.add_argument("--amp", choices=["fp32", "bf16"],
+                   help="forward precision: fp32 (default) or bf16 autocast (~2x faster on "
+                        "CPUs with AVX-512 BF16; the loss stays fp32)")
     p.add_argument("--no-resume", action="store_true", help="start over even if latest.pth exists")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_run_train)

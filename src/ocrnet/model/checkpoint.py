@@ -227,7 +227,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any] 
     """Save in mmseg's layout (`{'meta', 'state_dict', ...}`), atomically."""
     path = Path(path)
     buf = io.BytesIO()
-    torch.save({"meta": dict(meta or {}), "state_dict": model.state_dict(), **extra}, buf)
+    # contiguous: a channels_last model's weights would otherwise keep NHWC strides on disk
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save({"meta": dict(meta or {}), "state_dict": state, **extra}, buf)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(buf.getvalue())
     tmp.replace(path)
