@@ -43,6 +43,7 @@ def build_package(
     overwrite: bool = False,
     trust_checkpoint: bool = False,
     opset: int = DEFAULT_OPSET,
+    winograd: bool | None = None,
 ) -> Package:
     """Build an engine package at `out` from a `.pth` checkpoint or an exported `.onnx`.
 
@@ -50,7 +51,9 @@ def build_package(
     never tune on val) provides `calib_count` images, preprocessed exactly as for evaluation.
     `calib_method` is per backend (openvino: mixed | performance; onnxruntime: minmax |
     entropy | percentile); `keep_float` names the parts left unquantized (see
-    `ocrnet.quantize.SENSITIVE_PARTS`).
+    `ocrnet.quantize.SENSITIVE_PARTS`). `winograd` (checkpoint sources, ONNX backends) writes the
+    widest 3x3 convolutions as Winograd F(4x4, 3x3); None means "where it is measured to pay":
+    float32 and bfloat16 with static shapes, never int8 (quantizing the transformed domain).
     """
     cls = get_backend(backend)
     cls.require()
@@ -97,7 +100,10 @@ def build_package(
             model_meta = {"variant": model.variant.name, "num_classes": model.num_classes}
             if cls.source == "onnx":
                 onnx_path = Path(tmp) / "model.onnx"
+                if winograd is None:
+                    winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
                 export_onnx(model, onnx_path, shape=dims, dynamic=dynamic, opset=opset,
+                            winograd=winograd,
                             dynamic_batch=_calibrate_at_batch_one(calib_files, dims, dynamic),
                             metadata={"source_sha256": source_meta["sha256"]})
         static = [d if isinstance(d, int) else None for d in input_shape]
@@ -116,8 +122,9 @@ def build_package(
             device=device, onnx_path=onnx_path, model=model, calibration=calibration,
             options=options)
         output = cls.build(request, writer.dir)
+        rewrites = _graph_rewrites(onnx_path)
         package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
-                                          output.runtime, output.calibration))
+                                          output.runtime, output.calibration, rewrites))
     return package
 
 
@@ -130,6 +137,19 @@ def _calibrate_at_batch_one(calib_files: Sequence[Path], shape: Sequence[int],
     writes every Resize's output size, batch included, as a constant.
     """
     return bool(calib_files) and not dynamic and shape[0] > 1
+
+
+def _graph_rewrites(onnx_path: Path | None) -> dict[str, list[str]]:
+    """The rewrites `ocrnet export` recorded in the graph (e.g. the Winograd layers)."""
+    if onnx_path is None:
+        return {}
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    facts = json.loads(props.get("ocrnet", "{}"))
+    names = facts.get("winograd_f4x4_3x3", "")
+    return {"winograd_f4x4_3x3": names.split(",")} if names else {}
 
 
 def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None]:
@@ -160,7 +180,8 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
 
 def _manifest(backend: str, precision: Precision, input_shape: list[int | str],
               model_meta: dict[str, Any], source: dict[str, Any], runtime: dict[str, Any],
-              calibration: dict[str, Any] | None) -> dict[str, Any]:
+              calibration: dict[str, Any] | None,
+              rewrites: dict[str, list[str]] | None = None) -> dict[str, Any]:
     from ocrnet.data.cityscapes import CLASSES, PALETTE
     from ocrnet.data.transforms import DEFAULT_SCALE, MEAN, STD
 
@@ -180,5 +201,6 @@ def _manifest(backend: str, precision: Precision, input_shape: list[int | str],
         "palette": [list(c) for c in PALETTE],
         "source": source,
         "calibration": calibration,
+        "graph_rewrites": rewrites or {},
         "tools": _tool_versions("torch", "onnx", "onnxruntime", "openvino", "nncf"),
     }
