@@ -4,11 +4,12 @@
     python benchmarks/engines.py --shapes 512x1024 --duration 10 --rows openvino:fp32 openvino:int8
     python benchmarks/engines.py --shapes 8x1024x2048 --iterations 3     # batch 8
 
-Packages are built once into --work (reused on later runs: delete it to rebuild) from the
-checkpoint (default: the shipped demo model, i.e. trained weights, so int8 calibration is
-meaningful); int8 calibrates on generated train scenes at the benchmark's resolution. The
-measurement is `ocrnet.bench.benchmark`: interleaved rounds, monotonic clock, ratios to the
-first model (eager fp32). A row a backend cannot run on this machine is reported and skipped.
+Packages are built once into --work (reused on later runs: delete it or pass another --work
+to rebuild) from the checkpoint (default: the shipped demo model, i.e. trained weights, so int8
+calibration is meaningful), each with the graph its precision wants; int8 calibrates on
+generated train scenes at the benchmark's resolution. The measurement is
+`ocrnet.bench.benchmark`: interleaved rounds, monotonic clock, ratios to the first model (eager
+fp32). A row a backend cannot run on this machine is reported and skipped.
 Not a test: run it on a quiet machine and paste the table into benchmarks/RESULTS.md.
 """
 
@@ -21,9 +22,7 @@ from pathlib import Path
 
 from ocrnet.bench import benchmark
 from ocrnet.build import build_package
-from ocrnet.engines import get_backend
 from ocrnet.errors import OcrnetError
-from ocrnet.export import export_onnx
 from ocrnet.pipeline import DEMO_CHECKPOINT
 
 DEFAULT_ROWS = ["onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32", "openvino:bf16",
@@ -54,6 +53,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, help="timed calls per row instead of seconds")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     parser.add_argument("--calib-count", type=int, default=16)
+    parser.add_argument("--outputs", nargs="+", default=["labels"],
+                        help="package outputs (default: labels, what a deployment reads)")
+    parser.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
+                        help="force Winograd on/off (default: build's choice per precision)")
     parser.add_argument("--work", default="runs/bench_engines")
     parser.add_argument("--out", default="runs/bench_engines/results")
     args = parser.parse_args()
@@ -64,20 +67,18 @@ def main() -> None:
         n, h, w = _parse(shape)
         models: list[str] = [args.checkpoint]
         skipped: dict[str, str] = {}
-        onnx_path = work / f"model-{n}x3x{h}x{w}.onnx"
-        if not onnx_path.exists():  # one export serves every ONNX-based row
-            export_onnx(args.checkpoint, onnx_path, shape=[n, 3, h, w])
         for row in args.rows:
             backend, precision = row.split(":")
             pkg = work / f"{backend}-{precision}-{n}x{h}x{w}"
             if not (pkg / "ocrnet.json").exists():
                 calib = (_calibration_root(work, h, w, args.calib_count)
                          if precision == "int8" else None)
-                source = onnx_path if get_backend(backend).source == "onnx" else args.checkpoint
                 started = time.perf_counter()
                 try:
-                    build_package(source, pkg, backend=backend, precision=precision,
-                                  shape=[n, 3, h, w], calib_dir=calib,
+                    # from the checkpoint: each build exports the graph its precision wants
+                    build_package(args.checkpoint, pkg, backend=backend, precision=precision,
+                                  shape=[n, 3, h, w], calib_dir=calib, outputs=args.outputs,
+                                  winograd=args.winograd,
                                   calib_count=args.calib_count, overwrite=True)
                 except OcrnetError as err:
                     skipped[row] = str(err)

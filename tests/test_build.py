@@ -42,6 +42,19 @@ def test_build_from_checkpoint_exports_first(tmp_path: Path) -> None:
     assert set(pkg.files) == {"model.xml", "model.bin"}
 
 
+def test_labels_only_package(tmp_path: Path) -> None:
+    """Regression: the manifest listed both outputs whatever the graph had."""
+    from ocrnet.engines import open_model
+
+    pkg = build_package(h.checkpoint("hr18s"), tmp_path / "ov", backend="openvino",
+                        shape="1x3x64x128", outputs=["labels"])
+    assert pkg.meta["outputs"] == ["labels"]
+    with open_model(pkg.path) as engine:
+        assert engine.infer(h.batch()).labels.shape == (1, 64, 128)
+        with pytest.raises(OcrnetError, match="no logits output"):
+            engine.infer(h.batch(), return_logits=True)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--backend", "openvno"], "unknown backend 'openvno' (did you mean 'openvino'?)"),
     (["--precision", "fp8"], "unknown precision 'fp8'"),

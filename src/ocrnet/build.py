@@ -44,6 +44,7 @@ def build_package(
     trust_checkpoint: bool = False,
     opset: int = DEFAULT_OPSET,
     winograd: bool | None = None,
+    outputs: Sequence[str] = OUTPUT_NAMES,
 ) -> Package:
     """Build an engine package at `out` from a `.pth` checkpoint or an exported `.onnx`.
 
@@ -54,6 +55,9 @@ def build_package(
     `ocrnet.quantize.SENSITIVE_PARTS`). `winograd` (checkpoint sources, ONNX backends) writes the
     widest 3x3 convolutions as Winograd F(4x4, 3x3); None means "where it is measured to pay":
     float32 and bfloat16 with static shapes, never int8 (quantizing the transformed domain).
+    `outputs` (checkpoint sources) picks the graph's outputs: `labels` alone spares the engine
+    writing full-resolution float logits (a few % of an image's time; ~10% under int8), but
+    then evaluation must run at the images' own size.
     """
     cls = get_backend(backend)
     cls.require()
@@ -103,7 +107,7 @@ def build_package(
                 if winograd is None:
                     winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
                 export_onnx(model, onnx_path, shape=dims, dynamic=dynamic, opset=opset,
-                            winograd=winograd,
+                            winograd=winograd, outputs=outputs,
                             dynamic_batch=_calibrate_at_batch_one(calib_files, dims, dynamic),
                             metadata={"source_sha256": source_meta["sha256"]})
         static = [d if isinstance(d, int) else None for d in input_shape]
@@ -122,9 +126,9 @@ def build_package(
             device=device, onnx_path=onnx_path, model=model, calibration=calibration,
             options=options)
         output = cls.build(request, writer.dir)
-        rewrites = _graph_rewrites(onnx_path)
+        outputs, rewrites = _graph_facts(onnx_path)
         package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
-                                          output.runtime, output.calibration, rewrites))
+                                          output.runtime, output.calibration, outputs, rewrites))
     return package
 
 
@@ -139,17 +143,17 @@ def _calibrate_at_batch_one(calib_files: Sequence[Path], shape: Sequence[int],
     return bool(calib_files) and not dynamic and shape[0] > 1
 
 
-def _graph_rewrites(onnx_path: Path | None) -> dict[str, list[str]]:
-    """The rewrites `ocrnet export` recorded in the graph (e.g. the Winograd layers)."""
-    if onnx_path is None:
-        return {}
+def _graph_facts(onnx_path: Path | None) -> tuple[list[str], dict[str, list[str]]]:
+    """The graph's outputs and the rewrites `ocrnet export` recorded in it (Winograd layers)."""
+    if onnx_path is None:  # torch backends keep the model's own outputs
+        return list(OUTPUT_NAMES), {}
     import onnx
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
+    outputs = [o.name for o in proto.graph.output if o.name in OUTPUT_NAMES]
     props = {p.key: p.value for p in proto.metadata_props}
-    facts = json.loads(props.get("ocrnet", "{}"))
-    names = facts.get("winograd_f4x4_3x3", "")
-    return {"winograd_f4x4_3x3": names.split(",")} if names else {}
+    names = json.loads(props.get("ocrnet", "{}")).get("winograd_f4x4_3x3", "")
+    return outputs, ({"winograd_f4x4_3x3": names.split(",")} if names else {})
 
 
 def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None]:
@@ -180,8 +184,8 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
 
 def _manifest(backend: str, precision: Precision, input_shape: list[int | str],
               model_meta: dict[str, Any], source: dict[str, Any], runtime: dict[str, Any],
-              calibration: dict[str, Any] | None,
-              rewrites: dict[str, list[str]] | None = None) -> dict[str, Any]:
+              calibration: dict[str, Any] | None, outputs: list[str],
+              rewrites: dict[str, list[str]]) -> dict[str, Any]:
     from ocrnet.data.cityscapes import CLASSES, PALETTE
     from ocrnet.data.transforms import DEFAULT_SCALE, MEAN, STD
 
@@ -194,13 +198,13 @@ def _manifest(backend: str, precision: Precision, input_shape: list[int | str],
                   "shape": input_shape,
                   "dynamic_axes": {str(i): d for i, d in enumerate(input_shape)
                                    if isinstance(d, str)}},
-        "outputs": list(OUTPUT_NAMES),
+        "outputs": outputs,
         "preprocess": {"color": "RGB", "mean": list(MEAN), "std": list(STD),
                        "resize": {"keep_ratio": True, "scale": list(DEFAULT_SCALE)}},
         "classes": list(CLASSES),
         "palette": [list(c) for c in PALETTE],
         "source": source,
         "calibration": calibration,
-        "graph_rewrites": rewrites or {},
+        "graph_rewrites": rewrites,
         "tools": _tool_versions("torch", "onnx", "onnxruntime", "openvino", "nncf"),
     }

@@ -404,6 +404,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bias-correction", default="fast", help="int8 openvino: fast | full")
     p.add_argument("--keep-float", nargs="+", metavar="PART",
                    help=f"int8: parts left unquantized: {', '.join(SENSITIVE_PARTS)} or none")
+    p.add_argument("--outputs", nargs="+", default=["labels", "logits"],
+                   help="graph outputs, checkpoint sources (default: labels logits); labels "
+                        "alone is faster but then eval must run at the images' own size")
     p.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
                    help="Winograd F(4x4,3x3) for the widest 3x3 convolutions (checkpoint sources; "
                         "default: on for fp32/bf16 with static shapes, off for int8)")
@@ -421,7 +424,8 @@ def _run_build(args: argparse.Namespace) -> int:
         dynamic=args.dynamic, device=args.device, calib_dir=args.calib_dir,
         calib_split=args.calib_split, calib_count=args.calib_count, calib_method=args.calib_method,
         bias_correction=args.bias_correction, keep_float=args.keep_float,
-        overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint, winograd=args.winograd)
+        overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint, winograd=args.winograd,
+        outputs=args.outputs)
     runtime = ", ".join(f"{k}={v}" for k, v in package.meta.get("runtime", {}).items())
     print(f"wrote {package.path} ({package.backend} {package.precision.value}; {runtime})")
     print(f"next: ocrnet bench {package.path}   or   ocrnet eval {package.path} --data-root DIR")

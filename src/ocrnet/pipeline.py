@@ -115,13 +115,13 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     common = {"checkpoint": ckpt_sha, "data": str(data_root), "scale": scale,
               "limit": cfg.limit}
 
-    # one export serves every precision of an ONNX-based backend
-    source = checkpoint
+    # The plain export is verified against PyTorch once; each build then exports its own graph
+    # (Winograd for float precisions, never under int8).
     if backend.source == "onnx":
-        source = out / "model.onnx"
+        onnx_path = out / "model.onnx"
         export = cache.run("export", cache.key(step="export", checkpoint=ckpt_sha, shape=shape),
-                           lambda: _export(checkpoint, source, shape),
-                           valid=lambda _r: source.exists())
+                           lambda: _export(checkpoint, onnx_path, shape),
+                           valid=lambda _r: onnx_path.exists())
         say(f"export verified against PyTorch: labels agree {export['label_agreement']:.4%}")
 
     packages: dict[str, Path] = {}
@@ -131,7 +131,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
                    "calib": [cfg.calib_count, cfg.calib_method] if p is Precision.INT8 else None}
         key = cache.key(step="build", checkpoint=ckpt_sha, **options)
         cache.run(f"build-{cfg.backend}-{p.value}", key,
-                  lambda p=p, pkg=pkg: _build(source, pkg, cfg, p, shape, calib_dir),
+                  lambda p=p, pkg=pkg: _build(checkpoint, pkg, cfg, p, shape, calib_dir),
                   valid=lambda _r, pkg=pkg: (pkg / "ocrnet.json").exists())
         packages[p.value] = pkg
 
