@@ -325,6 +325,39 @@ def test_cli_writes_json_markdown_png(tmp_path: Any, monkeypatch: pytest.MonkeyP
     assert (out / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_merge_reports_round_trips_json_and_sets_ratios() -> None:
+    runs = [benchmark(SleepEngine(name, (ms,)), shape=SHAPE, iterations=5, warmup=0)
+            for name, ms in (("slow", 6.0), ("quick", 2.0))]
+    loaded = [bench.BenchReport.from_json(json.loads(json.dumps(r.to_json()))) for r in runs]
+    merged = bench.merge_reports(loaded)
+    assert [r.model for r in merged.results] == ["slow", "quick"]
+    assert merged.results[0].ratio_to_first == 1.0
+    assert merged.results[1].ratio_to_first > 1.5  # 2 ms against 6 ms sleeps
+    assert merged.settings["isolated"] is True
+    with pytest.raises(OcrnetError, match="schema"):
+        bench.BenchReport.from_json({"schema": 99})
+
+
+def test_cli_isolate_runs_each_model_in_its_own_process(tmp_path: Any,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """For batch 8 at 1024x2048, where models sharing one process ran out of memory."""
+    import _engine_helpers as h
+    from ocrnet.cli import main
+
+    out = tmp_path / "b.json"
+    rc = main(["bench", str(h.checkpoint()), str(h.package("openvino", "fp32")), "--isolate",
+               "--shape", "64x128", "--iterations", "2", "--warmup", "0", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert [r["backend"] for r in data["results"]] == ["torch", "openvino"]
+    assert data["results"][0]["ratio_to_first"] == 1.0 and data["settings"]["isolated"]
+    assert data["settings"]["seed"] is not None  # the same inputs in every process
+    assert main(["bench", str(h.checkpoint()), str(tmp_path / "nope"), "--isolate",
+                 "--shape", "64x128", "--iterations", "1"]) == 1
+    assert "in its own process failed" in capsys.readouterr().err
+
+
 def test_cli_user_error_exits_1(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from ocrnet.cli import main
 

@@ -199,6 +199,15 @@ class BenchReport:
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         return _write(path, json.dumps(self.to_json(), indent=2) + "\n")
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        if data.get("schema") != SCHEMA_VERSION:
+            raise OcrnetError(f"benchmark JSON schema {data.get('schema')!r} is not "
+                              f"{SCHEMA_VERSION}: written by another ocrnet version")
+        return cls(machine=data["machine"], settings=data["settings"],
+                   results=[BenchResult(**r) for r in data["results"]],
+                   warnings=list(data.get("warnings", [])))
+
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         streams = any(r.throughput_ips_streams for r in self.results)
         head = ["model", "backend", "prec", "batch", "shape", "n", "mean ms", "p50", "p90",
@@ -761,6 +770,23 @@ def benchmark(
         report.warnings.append(f"only {n_min} timed calls for some rows: p99 is close to the "
                                "maximum there; use --duration or --iterations for more")
     return report
+
+
+def merge_reports(reports: Sequence[BenchReport]) -> BenchReport:
+    """One report from separate runs (e.g. one process per model), ratios to the first model.
+
+    The runs were not interleaved, so machine drift between them is not shared out: the
+    settings say so, and the machine is the first run's.
+    """
+    if not reports:
+        raise OcrnetError("no benchmark reports to merge")
+    settings = dict(reports[0].settings, isolated=True,
+                    note="one process per model, run one after another (not interleaved)")
+    merged = BenchReport(machine=reports[0].machine, settings=settings,
+                         results=[r for rep in reports for r in rep.results],
+                         warnings=sorted({w for rep in reports for w in rep.warnings}))
+    _ratios(merged.results)
+    return merged
 
 
 def _dedupe_names(models: list[_Model]) -> None:

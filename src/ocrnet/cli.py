@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ocrnet import __version__
 from ocrnet.errors import OcrnetError
+
+if TYPE_CHECKING:
+    from ocrnet.bench import BenchReport
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -161,22 +165,65 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="input seed (default: from the clock, recorded)")
     p.add_argument("--end-to-end", metavar="DIR",
                    help="also time image files -> label PNGs for the images in DIR")
+    p.add_argument("--isolate", action="store_true",
+                   help="measure each MODEL in a process of its own, one after another (for "
+                        "models too big to share memory; not interleaved, same inputs)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="write latency/throughput plots (PNG)")
     p.set_defaults(handler=_run_bench)
 
 
+_BENCH_PASSED_ON = ("shape", "warmup", "warmup_s", "iterations", "duration", "min_iterations",
+                    "threads", "streams", "device", "round_s", "seed", "end_to_end")
+
+
+def _bench_isolated(args: argparse.Namespace) -> BenchReport:
+    """Run `ocrnet bench` once per model in a fresh process and merge the reports."""
+    import json
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from ocrnet.bench import BenchReport, merge_reports
+
+    if args.seed is None:
+        args.seed = time.time_ns() % 2**31  # one seed: every process measures the same inputs
+    options = ["--batch", *map(str, args.batch)]
+    for name in _BENCH_PASSED_ON:
+        value = getattr(args, name)
+        if value is not None:
+            options += [f"--{name.replace('_', '-')}", str(value)]
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="ocrnet-bench-") as tmp:
+        for i, model in enumerate(args.models):
+            out = Path(tmp) / f"{i}.json"
+            print(f"[{i + 1}/{len(args.models)}] {model}: own process", file=sys.stderr,
+                  flush=True)
+            done = subprocess.run([sys.executable, "-m", "ocrnet", "bench", model, *options,
+                                   "--json", str(out)], stdout=subprocess.DEVNULL)
+            if done.returncode != 0:
+                killed = ", killed: out of memory?" if done.returncode < 0 else ""
+                raise OcrnetError(f"benchmarking {model} in its own process failed (exit "
+                                  f"{done.returncode}{killed}); its messages are above")
+            reports.append(BenchReport.from_json(json.loads(out.read_text())))
+    return merge_reports(reports)
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from ocrnet.bench import benchmark
 
-    report = benchmark(
-        args.models, batch=args.batch, shape=args.shape, warmup=args.warmup,
-        warmup_s=args.warmup_s, iterations=args.iterations, duration=args.duration,
-        min_iterations=args.min_iterations, threads=args.threads, streams=args.streams,
-        device=args.device, round_s=args.round_s, seed=args.seed, end_to_end=args.end_to_end,
-        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-    )
+    if args.isolate and len(args.models) > 1:
+        report = _bench_isolated(args)
+    else:
+        report = benchmark(
+            args.models, batch=args.batch, shape=args.shape, warmup=args.warmup,
+            warmup_s=args.warmup_s, iterations=args.iterations, duration=args.duration,
+            min_iterations=args.min_iterations, threads=args.threads, streams=args.streams,
+            device=args.device, round_s=args.round_s, seed=args.seed, end_to_end=args.end_to_end,
+            progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
     print(report.table())
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
