@@ -117,6 +117,21 @@ def test_int8_at_a_static_batch_is_calibrated_at_batch_one(tmp_path: Path, backe
             engine.infer(h.batch(n=1))
 
 
+def test_onnxruntime_int8_runs_every_convolution_in_int8(tmp_path: Path) -> None:
+    """Regression: int8 activations left 181 of 316 convolutions as float Conv after ORT's
+    QDQ fusion, so "int8" ran at fp32 speed. uint8 activations fuse them all."""
+    import onnxruntime as ort
+
+    pkg = h.package("onnxruntime", "int8", calib_method="minmax")
+    assert read_package(pkg).meta["calibration"]["activations"] == "uint8"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(str(pkg / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 316 and "Conv" not in ops
+
+
 def test_keep_float_parts_are_found() -> None:
     from ocrnet.quantize import _onnx_nodes, _pick
 

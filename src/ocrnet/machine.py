@@ -43,6 +43,11 @@ def _cpuinfo() -> tuple[str | None, set[str]]:
     return model or platform.processor() or None, flags
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (e.g. avx512_vnni), empty where the OS does not say."""
+    return _cpuinfo()[1]
+
+
 def _cpu_quota() -> float | None:
     """CPUs granted by a cgroup v2 quota (containers); None when unlimited or unknown."""
     text = _read("/sys/fs/cgroup/cpu.max")

@@ -228,17 +228,29 @@ def quantize_onnx_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
                                                memory_mb)
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
+        # uint8 activations x int8 weights is the product VNNI computes (vpdpbusd). With int8
+        # activations ORT 1.32 left 181 of OCRNet's 316 convolutions as float Conv between
+        # Q/DQ pairs (measured: as slow as fp32); with uint8 all 316 became QLinearConv, 2.9x
+        # faster than fp32. Without VNNI, u8 x s8 pairs can saturate int16: reduce the range.
         quantize_static(
             inferred, dst, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method, calibration_cache_path=cache, nodes_to_exclude=exclude)
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            reduce_range=not _has_vnni(), calibrate_method=method,
+            calibration_cache_path=cache, nodes_to_exclude=exclude)
     import onnxruntime
 
     return {"tool": f"onnxruntime {onnxruntime.__version__}", "algorithm": "quantize_static QDQ",
-            "calib_method": calib_method, "per_channel": True, "activations": "int8",
+            "calib_method": calib_method, "per_channel": True, "activations": "uint8",
+            "weights": "int8", "reduce_range": not _has_vnni(),
             "keep_float": list(keep_float), "kept_nodes": exclude, "images_seen": images,
             "streaming": "minmax in-graph reduce" if calib_method == "minmax" else
             f"histograms per tensor group <= {memory_mb} MB", **_summary(calibration)}
+
+
+def _has_vnni() -> bool:
+    from ocrnet.machine import cpu_flags
+
+    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())
 
 
 class _OneImage:
