@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,20 @@ from ocrnet.pipeline import DEMO_CHECKPOINT, DEMO_DATA, DEMO_SCALE
 from ocrnet.train import validate
 
 CARD = DEMO_CHECKPOINT.with_name("demo_model.json")
+
+
+def _started_from(init: str | None) -> dict | None:
+    """What a fine-tuned model (`ocrnet train --init`) started from: that checkpoint's training,
+    or, when it is the shipped demo model, its card (the shipped file keeps no history)."""
+    if not init:
+        return None
+    info = {"checkpoint": init, "sha256": file_sha256(Path(init))}
+    if CARD.exists() and json.loads(CARD.read_text())["sha256"] == info["sha256"]:
+        previous = json.loads(CARD.read_text())
+        return {**info, "val_mIoU": previous["val_mIoU"], "training": previous["training"]}
+    meta = read_checkpoint(init)["meta"]
+    return {**info, "training": {"config": json.loads(meta["config"]), "iterations": meta["iter"],
+                                 "history": json.loads(meta.get("history", "[]"))}}
 
 
 def main() -> None:
@@ -32,6 +47,8 @@ def main() -> None:
 
     trained = read_checkpoint(args.checkpoint)
     meta = trained["meta"]
+    config = json.loads(meta["config"])
+    started_from = _started_from(config.get("init"))
     model = model_from_checkpoint(args.checkpoint)
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save({"meta": {"CLASSES": meta["CLASSES"], "PALETTE": meta["PALETTE"],
@@ -59,13 +76,15 @@ def main() -> None:
         "val_classes": result["classes"],
         "val_first10_mIoU": first10["mIoU"],  # recomputed by tests/test_demo_model.py
         "val_seconds": round(time.perf_counter() - started, 1),
-        "training": {"command": args.train_command, "config": json.loads(meta["config"]),
+        "training": {"command": args.train_command, "config": config,
                      "iterations": meta["iter"],
                      "seconds": meta.get("train_seconds_this_run"),
                      "host": "2-core x86-64 CPU (AVX-512), no GPU",
                      "final_loss": history[-1]["loss"] if history else None,
                      "history": history, "note": args.note},
     }
+    if started_from is not None:
+        card["training"]["started_from"] = started_from
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps({k: card[k] for k in ("file", "val_mIoU", "parameters")}))
 
