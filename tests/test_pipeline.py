@@ -33,7 +33,7 @@ def _config(inputs, out, **kw):
     return RunConfig(**base)
 
 
-def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path):
+def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path, monkeypatch):
     said: list[str] = []
     report = run(_config(inputs, tmp_path / "r"), say=said.append)
     assert [r["precision"] for r in report["results"]] == ["fp32", "fp32", "bf16"]
@@ -61,6 +61,15 @@ def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path):
     assert [line for line in said if line.startswith("[run]")] == ["[run] eval-openvino-bf16",
                                                                     "[run] bench"] or \
         [line for line in said if line.startswith("[run]")] == ["[run] eval-openvino-bf16"]
+
+    # Regression: packages built by an older recipe (one shared export, no Winograd) were reused
+    import ocrnet.pipeline
+
+    monkeypatch.setattr(ocrnet.pipeline, "BUILD_RECIPE", "a newer recipe")
+    said.clear()
+    run(_config(inputs, tmp_path / "r"), say=said.append)
+    ran = [line for line in said if line.startswith("[run]")]
+    assert {"[run] build-openvino-fp32", "[run] build-openvino-bf16"} <= set(ran)
 
 
 def test_changed_inputs_change_the_step_key():

@@ -27,6 +27,8 @@ DEMO_CHECKPOINT = ASSETS / "ocrnet_hr18_synthetic_demo.pth"
 #: The demo scenes: the validation split the demo model was scored on (see the model card).
 DEMO_DATA = {"size": (256, 512), "val": 100, "seed": 0}
 DEMO_SCALE = (512, 256)
+#: Part of every build step's cache key: a package made by an older recipe is rebuilt, not reused.
+BUILD_RECIPE = "each precision exported from the checkpoint; Winograd for fp32/bf16 (2026-11)"
 #: What `ocrnet run` compares unless told otherwise, kept to those this machine runs natively.
 DEFAULT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -129,7 +131,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
         pkg = out / "packages" / f"{cfg.backend}-{p.value}"
         options = {"backend": cfg.backend, "precision": p.value, "shape": shape,
                    "calib": [cfg.calib_count, cfg.calib_method] if p is Precision.INT8 else None}
-        key = cache.key(step="build", checkpoint=ckpt_sha, **options)
+        key = cache.key(step="build", checkpoint=ckpt_sha, recipe=BUILD_RECIPE, **options)
         cache.run(f"build-{cfg.backend}-{p.value}", key,
                   lambda p=p, pkg=pkg: _build(checkpoint, pkg, cfg, p, shape, calib_dir),
                   valid=lambda _r, pkg=pkg: (pkg / "ocrnet.json").exists())
