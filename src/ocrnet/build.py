@@ -87,9 +87,11 @@ def build_package(
     with tempfile.TemporaryDirectory(prefix="ocrnet-build-") as tmp, \
             PackageWriter(out, overwrite=overwrite) as writer:
         model, onnx_path = None, None
+        graph: tuple[list[str], dict[str, list[str]]] = (list(OUTPUT_NAMES), {})  # torch's own
+        fix_batch = None
         if from_onnx:
             onnx_path = source
-            input_shape, model_meta, checkpoint = _onnx_facts(source)
+            input_shape, model_meta, checkpoint, graph = _onnx_facts(source)
             if checkpoint:
                 source_meta["checkpoint"] = checkpoint
             example = tuple(d if isinstance(d, int) else fallback
@@ -102,33 +104,32 @@ def build_package(
             input_shape = [_DYNAMIC_AXES.get(str(i), d) if dynamic else d
                            for i, d in enumerate(dims)]
             model_meta = {"variant": model.variant.name, "num_classes": model.num_classes}
+            if _calibrate_at_batch_one(calib_files, dims, dynamic):
+                fix_batch = dims[0]
             if cls.source == "onnx":
                 onnx_path = Path(tmp) / "model.onnx"
                 if winograd is None:
                     winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
-                export_onnx(model, onnx_path, shape=dims, dynamic=dynamic, opset=opset,
-                            winograd=winograd, outputs=outputs,
-                            dynamic_batch=_calibrate_at_batch_one(calib_files, dims, dynamic),
-                            metadata={"source_sha256": source_meta["sha256"]})
+                exported = export_onnx(model, onnx_path, shape=dims, dynamic=dynamic,
+                                       opset=opset, winograd=winograd, outputs=outputs,
+                                       dynamic_batch=fix_batch is not None,
+                                       metadata={"source_sha256": source_meta["sha256"]})
+                graph = (exported.outputs, _rewrites(exported.metadata))
         static = [d if isinstance(d, int) else None for d in input_shape]
         calibration = None
         if calib_files:
             from ocrnet.quantize import CalibrationImages
 
-            batch = static[0] or 1
-            if not from_onnx and _calibrate_at_batch_one(calib_files, example, dynamic):
-                batch = 1
-                options["fix_batch"] = example[0]
+            batch = 1 if fix_batch else static[0] or 1
             calibration = CalibrationImages(calib_files, static[2:], batch=batch)
             options["num_classes"] = model_meta["num_classes"]
         request = BuildRequest(
             precision=p, input_shape=example, dynamic=None in static,
             device=device, onnx_path=onnx_path, model=model, calibration=calibration,
-            options=options)
+            fix_batch=fix_batch, options=options)
         output = cls.build(request, writer.dir)
-        outputs, rewrites = _graph_facts(onnx_path)
         package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
-                                          output.runtime, output.calibration, outputs, rewrites))
+                                          output.runtime, output.calibration, *graph))
     return package
 
 
@@ -143,21 +144,16 @@ def _calibrate_at_batch_one(calib_files: Sequence[Path], shape: Sequence[int],
     return bool(calib_files) and not dynamic and shape[0] > 1
 
 
-def _graph_facts(onnx_path: Path | None) -> tuple[list[str], dict[str, list[str]]]:
-    """The graph's outputs and the rewrites `ocrnet export` recorded in it (Winograd layers)."""
-    if onnx_path is None:  # torch backends keep the model's own outputs
-        return list(OUTPUT_NAMES), {}
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    outputs = [o.name for o in proto.graph.output if o.name in OUTPUT_NAMES]
-    props = {p.key: p.value for p in proto.metadata_props}
-    names = json.loads(props.get("ocrnet", "{}")).get("winograd_f4x4_3x3", "")
-    return outputs, ({"winograd_f4x4_3x3": names.split(",")} if names else {})
+def _rewrites(facts: dict[str, Any]) -> dict[str, list[str]]:
+    """The graph rewrites `ocrnet export` recorded in its metadata (the Winograd layers)."""
+    names = facts.get("winograd_f4x4_3x3", "")
+    return {"winograd_f4x4_3x3": names.split(",")} if names else {}
 
 
-def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None]:
-    """Input shape, model facts and source checkpoint of an ONNX file from `ocrnet export`."""
+def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, str] | None,
+                                     tuple[list[str], dict[str, list[str]]]]:
+    """Input shape, model facts, source checkpoint, and (outputs, rewrites) of an ONNX file
+    from `ocrnet export`."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
@@ -167,8 +163,8 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
         raise OcrnetError(f"{path} is not a graph from `ocrnet export` with a float32 "
                           f"{INPUT_NAME!r} input (engine packages take normalized NCHW float32; "
                           "export without --uint8-input)")
-    outputs = {o.name for o in proto.graph.output}
-    if not outputs & set(OUTPUT_NAMES):
+    outputs = [o.name for o in proto.graph.output if o.name in OUTPUT_NAMES]
+    if not outputs:
         raise OcrnetError(f"{path} has none of the outputs {', '.join(OUTPUT_NAMES)}")
     dims = inputs[0].type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else _DYNAMIC_AXES.get(str(i), d.dim_param)
@@ -179,7 +175,7 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
                   "num_classes": int(facts.get("num_classes", 19))}
     checkpoint = ({"path": facts["source"], "sha256": facts["source_sha256"]}
                   if "source" in facts and "source_sha256" in facts else None)
-    return shape, model_meta, checkpoint
+    return shape, model_meta, checkpoint, (outputs, _rewrites(facts))
 
 
 def _manifest(backend: str, precision: Precision, input_shape: list[int | str],

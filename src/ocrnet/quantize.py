@@ -232,16 +232,17 @@ def quantize_onnx_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
         # activations ORT 1.32 left 181 of OCRNet's 316 convolutions as float Conv between
         # Q/DQ pairs (measured: as slow as fp32); with uint8 all 316 became QLinearConv, 2.9x
         # faster than fp32. Without VNNI, u8 x s8 pairs can saturate int16: reduce the range.
+        reduce_range = not _has_vnni()
         quantize_static(
             inferred, dst, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            reduce_range=not _has_vnni(), calibrate_method=method,
+            reduce_range=reduce_range, calibrate_method=method,
             calibration_cache_path=cache, nodes_to_exclude=exclude)
     import onnxruntime
 
     return {"tool": f"onnxruntime {onnxruntime.__version__}", "algorithm": "quantize_static QDQ",
             "calib_method": calib_method, "per_channel": True, "activations": "uint8",
-            "weights": "int8", "reduce_range": not _has_vnni(),
+            "weights": "int8", "reduce_range": reduce_range,
             "keep_float": list(keep_float), "kept_nodes": exclude, "images_seen": images,
             "streaming": "minmax in-graph reduce" if calib_method == "minmax" else
             f"histograms per tensor group <= {memory_mb} MB", **_summary(calibration)}

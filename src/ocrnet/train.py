@@ -33,6 +33,8 @@ from ocrnet.metrics import ConfusionMatrix
 from ocrnet.model import build_model, extract_state_dict, read_checkpoint, save_checkpoint
 from ocrnet.model.checkpoint import load_state_dict_strict
 
+AMP_MODES = ("fp32", "bf16")  # TrainConfig.amp: the forward pass's precision
+
 
 @dataclass
 class TrainConfig:
@@ -147,9 +149,6 @@ def _batches(samples: list[Sample], cfg: TrainConfig, start_iter: int
             if i + 2 < cfg.iters:
                 pending.append(pool.submit(build, i + 2))
             yield batch
-
-
-AMP_MODES = ("fp32", "bf16")
 
 
 # --- loss, schedule, optimizer --------------------------------------------------------------

@@ -56,6 +56,9 @@ class BuildRequest:
     onnx_path: Path | None = None
     model: nn.Module | None = None
     calibration: Iterable[np.ndarray] | None = None
+    # int8 at a static batch N > 1: the graph has a symbolic batch and `calibration` yields
+    # batch-1 images; the backend fixes the batch to this N after calibrating.
+    fix_batch: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def onnx_file(self) -> Path:

@@ -95,11 +95,10 @@ class OnnxRuntimeEngine(Engine):
         else:
             from ocrnet.quantize import quantize_onnx_static
 
-            options = dict(request.options)
-            fix_batch = options.pop("fix_batch", None)
-            calibration = quantize_onnx_static(source, target, request.calibration, **options)
-            if fix_batch:
-                _fix_batch(target, fix_batch)
+            calibration = quantize_onnx_static(source, target, request.calibration,
+                                               **request.options)
+            if request.fix_batch:
+                _fix_batch(target, request.fix_batch)
                 calibration["calibrated_at_batch"] = 1
             runtime["quantization"] = "QDQ int8, per-channel weights"
         return BuildOutput(runtime=runtime, calibration=calibration)

@@ -98,10 +98,8 @@ class OpenVinoEngine(Engine):
         if request.precision is Precision.INT8:
             from ocrnet.quantize import quantize_openvino
 
-            options = dict(request.options)
-            fix_batch = options.pop("fix_batch", None)
-            model, calibration = quantize_openvino(model, request.calibration, **options)
-            if fix_batch:
+            model, calibration = quantize_openvino(model, request.calibration, **request.options)
+            if request.fix_batch:
                 model.reshape(list(request.input_shape))
                 calibration["calibrated_at_batch"] = 1
         # Fail the build, not the first run, when this CPU cannot honour the precision.

@@ -41,8 +41,9 @@ _AT = torch.tensor([[1, 1, 1, 1, 1, 0],
 TILE = _AT.shape[0]  # output tile side (4)
 _IN = _BT.shape[0]  # input tile side (6)
 
-# Only convolutions at least this wide are worth it: below, the transforms and channel shuffles
-# cost more than the multiplies they save (measured on OpenVINO's CPU plugin).
+# Only convolutions at least this wide are rewritten. Thresholds of 64 and 128 (which also take
+# HRNet's branch convolutions) measured no faster than 256 for the whole model (OpenVINO fp32,
+# 512x1024); 256 keeps the rewrite to the one layer that dominates.
 MIN_CHANNELS = 256
 
 
