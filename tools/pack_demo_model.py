@@ -24,16 +24,20 @@ CARD = DEMO_CHECKPOINT.with_name("demo_model.json")
 
 
 def _started_from(init: str | None) -> dict | None:
-    """What a fine-tuned model (`ocrnet train --init`) started from: that checkpoint's training,
-    or, when it is the shipped demo model, its card (the shipped file keeps no history)."""
+    """What a fine-tuned model (`ocrnet train --init`) started from. When that is the shipped demo
+    model, or the checkpoint the current card was packed from, the card's training (with its own
+    `started_from`) is kept, so every stage stays on record; otherwise the checkpoint's own."""
     if not init:
         return None
     info = {"checkpoint": init, "sha256": file_sha256(Path(init))}
-    if CARD.exists() and json.loads(CARD.read_text())["sha256"] == info["sha256"]:
-        previous = json.loads(CARD.read_text())
-        return {**info, "val_mIoU": previous["val_mIoU"], "training": previous["training"]}
+    previous = json.loads(CARD.read_text()) if CARD.exists() else None
     meta = read_checkpoint(init)["meta"]
-    return {**info, "training": {"config": json.loads(meta["config"]), "iterations": meta["iter"],
+    config = json.loads(meta["config"])
+    if previous and (previous["sha256"] == info["sha256"]
+                     or (previous["training"]["config"] == config
+                         and previous["training"]["iterations"] == meta["iter"])):
+        return {**info, "val_mIoU": previous["val_mIoU"], "training": previous["training"]}
+    return {**info, "training": {"config": config, "iterations": meta["iter"],
                                  "history": json.loads(meta.get("history", "[]"))}}
 
 
