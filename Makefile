@@ -24,23 +24,18 @@ demo: setup
 # Stage 1 trains from scratch in fp32; stages 2 and 3 fine-tune with bf16 autocast (about 2x
 # faster per iteration on AVX-512 BF16 CPUs), each with a fresh poly schedule (stage 3 also a new
 # data-order seed).
-DEMO_TRAIN_ARGS := --variant hr18 --iters 900 --batch-size 6 --crop 192x256 --scale 512x256 \
-	--ratio 0.5 1.25 --optimizer adamw --lr 2e-3 --warmup-iters 30 --checkpoint-interval 25 \
-	--val-interval 150 --val-limit 30 --seed 0
-DEMO_FINETUNE_ARGS := --init runs/demo_train/final.pth --amp bf16 --iters 1500 --batch-size 6 \
-	--crop 192x256 --scale 512x256 --ratio 0.5 1.25 --lr 1.5e-3 --warmup-iters 20 \
-	--checkpoint-interval 25 --val-interval 250 --val-limit 30 --threads 2 --seed 0
-DEMO_FINETUNE2_ARGS := --init runs/demo_finetune/final.pth --amp bf16 --iters 2400 --batch-size 6 \
-	--crop 192x256 --scale 512x256 --ratio 0.5 1.25 --lr 1e-3 --warmup-iters 20 \
-	--checkpoint-interval 25 --val-interval 400 --val-limit 30 --threads 2 --seed 1
+DEMO_TRAIN := OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth
+DEMO_BATCHES := --batch-size 6 --crop 192x256 --scale 512x256 --ratio 0.5 1.25 \
+	--checkpoint-interval 25 --val-limit 30
+DEMO_FINETUNE := --amp bf16 --warmup-iters 20 --threads 2 $(DEMO_BATCHES)
 demo-model: setup
 	$(BIN)/ocrnet synth --out data/synth --train 1500 --val 100 --size 256x512 --seed 0
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth \
-		--out-dir runs/demo_train $(DEMO_TRAIN_ARGS)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth \
-		--out-dir runs/demo_finetune $(DEMO_FINETUNE_ARGS)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/ocrnet train --data-root data/synth \
-		--out-dir runs/demo_finetune2 $(DEMO_FINETUNE2_ARGS)
+	$(DEMO_TRAIN) --out-dir runs/demo_train --variant hr18 --iters 900 --optimizer adamw \
+		--lr 2e-3 --warmup-iters 30 --val-interval 150 --seed 0 $(DEMO_BATCHES)
+	$(DEMO_TRAIN) --out-dir runs/demo_finetune --init runs/demo_train/final.pth --iters 1500 \
+		--lr 1.5e-3 --val-interval 250 --seed 0 $(DEMO_FINETUNE)
+	$(DEMO_TRAIN) --out-dir runs/demo_finetune2 --init runs/demo_finetune/final.pth --iters 2400 \
+		--lr 1e-3 --val-interval 400 --seed 1 $(DEMO_FINETUNE)
 	$(BIN)/python tools/pack_demo_model.py runs/demo_finetune2/final.pth --data-root data/synth \
 		--train-command "make demo-model"
 

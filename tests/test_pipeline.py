@@ -63,9 +63,7 @@ def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path, monke
         [line for line in said if line.startswith("[run]")] == ["[run] eval-openvino-bf16"]
 
     # Regression: packages built by an older recipe (one shared export, no Winograd) were reused
-    import ocrnet.pipeline
-
-    monkeypatch.setattr(ocrnet.pipeline, "BUILD_RECIPE", "a newer recipe")
+    monkeypatch.setattr("ocrnet.pipeline.BUILD_RECIPE", "a newer recipe")
     said.clear()
     run(_config(inputs, tmp_path / "r"), say=said.append)
     ran = [line for line in said if line.startswith("[run]")]
