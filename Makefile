@@ -42,11 +42,13 @@ demo-model: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools
 
+# The suite runs in a loopback-only network namespace where the machine allows one: servers and
+# Ray instances started by tests can then reach nothing but 127.0.0.1.
 test: lint
-	$(BIN)/pytest
+	sh tools/loopback_only.sh $(BIN)/pytest
 
 test-all: lint
-	$(BIN)/pytest -m 'not gpu'
+	sh tools/loopback_only.sh $(BIN)/pytest -m 'not gpu'
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
