@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocrnet.errors import DataError
+from ocrnet.data.images import DEFAULT_MAX_PIXELS, read_image
+from ocrnet.errors import BadFileError, DataError
 
 IGNORE_INDEX = 255
 
@@ -192,35 +193,27 @@ def check_train_ids(label: np.ndarray, *, source: str | os.PathLike[str] = "") -
     return label
 
 
-def read_label(path: str | os.PathLike[str], label_format: str = "trainIds") -> np.ndarray:
+def read_label(
+    path: str | os.PathLike[str], label_format: str = "trainIds", *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """Read a label PNG as train ids (H, W) uint8; `label_format` is "trainIds" or "labelIds".
 
     Decoded with the file's own depth and channels (mmseg's `LoadAnnotations` reads
-    'unchanged'); anything but single-channel 8-bit is rejected rather than guessed at.
+    'unchanged'); anything but single-channel 8-bit is rejected rather than guessed at. Size-
+    checked from the header before decoding; unreadable or undecodable files raise
+    `BadFileError` (which `--skip-bad` skips).
     """
+    if label_format not in ("trainIds", "labelIds"):
+        raise ValueError(f"label_format must be 'trainIds' or 'labelIds', got {label_format!r}")
     path = Path(path)
-    data = _read_bytes(path)
-    label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise DataError(f"cannot decode label {path}: the file is corrupt or truncated; "
-                        "re-extract or regenerate it")
+    label = read_image(path, max_pixels=max_pixels, flags=cv2.IMREAD_UNCHANGED)
     if label.ndim != 2 or label.dtype != np.uint8:
-        raise DataError(
+        raise BadFileError(
+            path,
             f"label {path} is {label.dtype} with shape {label.shape}; expected a single-channel "
             "8-bit PNG of class ids"
         )
     if label_format == "labelIds":
         return label_ids_to_train_ids(label, source=path)
-    if label_format == "trainIds":
-        return check_train_ids(label, source=path)
-    raise ValueError(f"label_format must be 'trainIds' or 'labelIds', got {label_format!r}")
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
-    if not data:
-        raise DataError(f"{path} is empty (0 bytes); re-extract or regenerate it")
-    return data
+    return check_train_ids(label, source=path)

@@ -12,26 +12,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ocrnet.data.cityscapes import Sample, read_label
-from ocrnet.data.transforms import DEFAULT_SCALE, Scale, preprocess, read_image
-from ocrnet.errors import DataError
+from ocrnet.data.images import DEFAULT_MAX_PIXELS, read_image
+from ocrnet.data.transforms import DEFAULT_SCALE, Scale, preprocess
+from ocrnet.errors import BadFileError, DataError, check_int
+
+# BadFileError lives in ocrnet.errors (one family with the image readers' errors); re-exported.
+__all__ = ["BadFileError", "Batch", "LoadedSample", "Loader", "SkippedFile", "bounded_map",
+           "load_sample"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class BadFileError(DataError):
-    """A sample's image or label cannot be used; `path` is the offending file."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(reason)
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -73,18 +68,23 @@ class LoadedSample:
 
 
 def load_sample(
-    sample: Sample, *, scale: Scale = DEFAULT_SCALE, labels: bool = True
+    sample: Sample, *, scale: Scale = DEFAULT_SCALE, labels: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> LoadedSample:
-    """Decode and preprocess one sample; raise `BadFileError` naming the file at fault."""
+    """Decode and preprocess one sample; raise `BadFileError` naming the file at fault.
+
+    Image and label sizes are checked against `max_pixels` from their headers, before decoding.
+    """
     try:
-        img = read_image(sample.image)
+        img = read_image(sample.image, max_pixels=max_pixels)
     except DataError as err:
         raise BadFileError(sample.image, str(err)) from None
     size = (int(img.shape[0]), int(img.shape[1]))
     label = None
     if labels and sample.label is not None:
         try:
-            label = read_label(sample.label, sample.label_format or "trainIds")
+            label = read_label(sample.label, sample.label_format or "trainIds",
+                               max_pixels=max_pixels)
         except DataError as err:
             raise BadFileError(sample.label, str(err)) from None
         if label.shape != size:
@@ -115,9 +115,14 @@ class Loader:
         prefetch: int | None = None,
         skip_bad: bool = False,
         labels: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int(batch_size, "batch_size")
+        if workers is not None:
+            check_int(workers, "workers")
+        if prefetch is not None:
+            check_int(prefetch, "prefetch")
+        check_int(max_pixels, "max_pixels")
         self.samples = list(samples)
         self.batch_size = batch_size
         self.scale = scale
@@ -126,6 +131,7 @@ class Loader:
         self.prefetch = max(1, prefetch if prefetch is not None else 2 * self.workers)
         self.skip_bad = skip_bad
         self.labels = labels
+        self.max_pixels = max_pixels
         self.skipped: list[SkippedFile] = []
 
     def __len__(self) -> int:
@@ -134,7 +140,8 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         self.skipped = []
         results = bounded_map(
-            lambda s: load_sample(s, scale=self.scale, labels=self.labels),
+            lambda s: load_sample(s, scale=self.scale, labels=self.labels,
+                                  max_pixels=self.max_pixels),
             self.samples, workers=self.workers, prefetch=self.prefetch,
         )
         group: list[LoadedSample] = []

@@ -1,0 +1,167 @@
+"""Atomic file output: every file the tool writes appears whole or not at all.
+
+A file is written to a hidden temporary name in its own folder (`.NAME.tmp-<pid>-<random>`) and
+renamed over the target only once it is complete; on any failure the temporary is removed and an
+earlier file at the target stays as it was. A rename within one folder is atomic on POSIX, so a
+reader (or a killed process) never sees half a file. `OSError`s (disk full, permission, a path
+under a regular file, a name too long) become `OutputError` naming the target.
+
+A process killed between creating and renaming its temporary leaves it behind; the next write
+into the same folder removes such leftovers, recognised by the naming pattern and a process id
+that no longer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ocrnet.errors import OutputError
+
+#: `.<target name>.tmp-<pid>-<8 random chars>`: what `atomic_path` creates and what cleaning
+#: removes (only when <pid> is not a running process).
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-z]{8}$")
+# Temporary names add about 30 characters; most filesystems cap a name at 255 bytes.
+_MAX_NAME_BYTES = 200
+
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
+
+
+def _temp_name(target: Path) -> str:
+    name = target.name
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > _MAX_NAME_BYTES:
+        name = raw[:_MAX_NAME_BYTES].decode("utf-8", "ignore")
+    return f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of ours may be writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process: leave its files alone
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of killed writers in `folder`; return what was removed.
+
+    Only names matching `TEMP_PATTERN` whose process id no longer runs are touched, and only
+    regular files (a package's staging directories are `package.py`'s to clean).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_PATTERN.match(entry.name)
+        if not match or _pid_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _clean_once(folder: Path) -> None:
+    # Once per folder and process: a folder of 100k predictions must not be listed 100k times.
+    key = str(folder.absolute())
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    clean_stale_temps(folder)
+
+
+def _describe(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and err.filename is not None:
+        return f"{err.filename} is a file, not a folder"
+    return err.strerror or str(err)
+
+
+def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
+    """The one-line `OutputError` for an `OSError` met while writing `path`."""
+    return OutputError(f"cannot write {path}: {_describe(err)}")
+
+
+def prepare_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create `folder` (and its parents) if needed; `OutputError` if it cannot be a folder.
+
+    Call it before long work, so that a bad output path fails in a second, not after an hour.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the folder {folder}: {_describe(err)}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into the folder {folder}: permission denied")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it over `path`.
+
+    The body writes the temporary itself (`torch.save(obj, tmp)`, `onnx.save(model, str(tmp))`).
+    On any exception the temporary is removed and `path` is untouched; `OSError`s from the body
+    or the rename become `OutputError` naming `path`. Writers that choose a format by the file's
+    suffix (`cv2.imwrite`) must encode to bytes and use `atomic_write_bytes` instead.
+    """
+    target = Path(path)
+    folder = target.parent
+    prepare_folder(folder)
+    _clean_once(folder)
+    tmp = folder / _temp_name(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as err:
+        _remove(tmp)
+        if err.filename is not None and str(err.filename) not in (str(tmp), str(target)):
+            raise  # about some other file the body touched: not ours to rename
+        raise output_error(target, err) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        if tmp.is_dir() and not tmp.is_symlink():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically; return `path`. `OutputError` on failure."""
+    # A plain open keeps the umask's mode (mkstemp would make it 0600); "x": never follow a
+    # file someone planted at the temporary name.
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` atomically; return `path`. `OutputError` on failure."""
+    return atomic_write_bytes(path, text.encode(encoding))
