@@ -8,9 +8,7 @@ back to full unpickling, which runs whatever code the file contains.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from ocrnet.errors import CheckpointError
+from ocrnet.fileio import atomic_write_bytes, sha256_file
 from ocrnet.model.variants import VARIANTS
 
 _MAX_LISTED = 12
@@ -44,32 +43,62 @@ def _safe_globals() -> list[Any]:
     return allowed
 
 
+#: A legacy (pre-zip) torch file starts with this pickled int; `torch.load` checks it first.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _checkpoint_format(path: Path) -> str | None:
+    """'zip' or 'legacy' when the file is laid out as a torch checkpoint, else None.
+
+    Decided from the container alone, before unpickling anything: random bytes or some other
+    pickle are "not a checkpoint", never advice to trust them.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+        if head.startswith(_LEGACY_MAGIC):
+            return "legacy"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(n.endswith("/data.pkl") for n in names):
+                return "zip"
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return None
+
+
 def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Load a checkpoint file into a dict without executing code unless told to trust it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (give the path of a .pth file)")
+    if _checkpoint_format(path) is None:
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither a torch zip archive nor a legacy torch "
+            "file); check the path, or download or copy the file again"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as first:
-        if isinstance(first, RuntimeError) and not _is_unpickling_refusal(first):
+    except Exception as first:  # torch raises anything from KeyError to RuntimeError
+        if not _is_unpickling_refusal(first):
             raise _unreadable(path, first) from None
         try:
             with torch.serialization.safe_globals(_safe_globals()):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as second:
+            if not _is_unpickling_refusal(second):
+                raise _unreadable(path, second) from None
             if not trust_checkpoint:
                 raise CheckpointError(
                     f"checkpoint {path} holds Python objects that cannot be loaded safely "
-                    f"({_first_line(second)}); if you trust the file's origin, pass "
+                    f"({_refused_global(second)}); if you trust the file's origin, pass "
                     "--trust-checkpoint (trust_checkpoint=True) to unpickle it fully"
                 ) from None
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=False)
             except Exception as third:
                 raise _unreadable(path, third) from None
-    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise _unreadable(path, err) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"checkpoint {path} holds a {type(obj).__name__}, expected a dict with 'state_dict' "
@@ -78,9 +107,19 @@ def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
     return dict(obj)
 
 
-def _is_unpickling_refusal(err: RuntimeError) -> bool:
+def _is_unpickling_refusal(err: BaseException) -> bool:
+    """True when the safe loader refused a global it does not allow (a real checkpoint with
+    Python objects in it), as opposed to a corrupt file."""
     text = str(err)
-    return "weights_only" in text or "Unsupported global" in text or "Weights only load" in text
+    return ("Unsupported global" in text or "Unsupported class" in text
+            or "is not an allowed global" in text)
+
+
+def _refused_global(err: BaseException) -> str:
+    for line in str(err).splitlines():
+        if "Unsupported" in line or "allowed global" in line:
+            return line.strip().split(" was not ")[0].removeprefix("WeightsUnpickler error: ")[:200]
+    return _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:
@@ -189,14 +228,6 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, trust_checkpoint: boo
     return dict(meta) if isinstance(meta, Mapping) else {}
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict[str, Any]:
     """What `ocrnet inspect` prints: variant, parameter count, classes, config text."""
     ckpt = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
@@ -211,7 +242,7 @@ def describe_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> 
     config = meta.get("config")
     return {
         "file": str(path),
-        "sha256": file_sha256(path),
+        "sha256": sha256_file(path),
         "variant": variant,
         "parameters": params,
         "tensors": len(state),
@@ -230,6 +261,4 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any] 
     # contiguous: a channels_last model's weights would otherwise keep NHWC strides on disk
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save({"meta": dict(meta or {}), "state_dict": state, **extra}, buf)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())
