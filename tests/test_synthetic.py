@@ -11,7 +11,13 @@ import pytest
 
 from ocrnet.cli import main
 from ocrnet.data.cityscapes import CLASSES, IGNORE_INDEX, LABEL_TO_TRAIN
-from ocrnet.data.synthetic import CITIES, generate_scene, parse_size, write_dataset
+from ocrnet.data.synthetic import (
+    CITIES,
+    SynthResult,
+    generate_scene,
+    parse_size,
+    write_dataset,
+)
 from ocrnet.errors import DataError
 
 
@@ -22,12 +28,12 @@ def _read(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     root = tmp_path_factory.mktemp("synth")
     return write_dataset(root, train=4, val=2, size=(64, 128), seed=3, workers=1, progress=False)
 
 
-def test_layout_and_names(tiny: dict) -> None:
+def test_layout_and_names(tiny: SynthResult) -> None:
     root = Path(tiny["root"])
     assert tiny["counts"] == {"train": 4, "val": 2}
     for split, n in tiny["counts"].items():
@@ -50,7 +56,23 @@ def test_layout_and_names(tiny: dict) -> None:
     assert set(manifest["class_pixels"]["train"]) == {*CLASSES, "ignore"}
 
 
-def test_label_ids_and_train_ids_agree(tiny: dict) -> None:
+def test_result_is_a_typed_record(tiny: SynthResult) -> None:
+    # The record reads as the dict write_dataset used to return, and to_json() is that dict.
+    assert isinstance(tiny, SynthResult)
+    as_json = tiny.to_json()
+    assert list(as_json) == ["root", "manifest", "counts", "images", "class_pixels"]
+    assert json.loads(json.dumps(as_json)) == as_json == dict(tiny)
+    assert tiny.counts == tiny["counts"] and tiny.get("nope") is None
+    assert tiny.manifest == str(Path(tiny.root) / "synthetic.json")
+
+
+def test_no_temporary_files_left(tiny: SynthResult) -> None:
+    # Every file is written to a hidden temporary name and renamed; none may stay behind.
+    leftovers = list(Path(tiny["root"]).rglob(".*"))
+    assert not leftovers
+
+
+def test_label_ids_and_train_ids_agree(tiny: SynthResult) -> None:
     root = Path(tiny["root"])
     for ids_path in root.glob("gtFine/*/*/*_gtFine_labelIds.png"):
         ids = _read(ids_path)
@@ -59,7 +81,7 @@ def test_label_ids_and_train_ids_agree(tiny: dict) -> None:
         np.testing.assert_array_equal(LABEL_TO_TRAIN[ids], train)
 
 
-def test_image_file_is_rgb_of_generated_scene(tiny: dict) -> None:
+def test_image_file_is_rgb_of_generated_scene(tiny: SynthResult) -> None:
     # The first val image is scene (seed=3, split val=1, index 0); cv2 reads it back as BGR.
     image, label_ids = generate_scene(np.random.default_rng([3, 1, 0]), 64, 128)
     path = Path(tiny["images"]["val"][0])
