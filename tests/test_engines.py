@@ -146,7 +146,9 @@ def test_torch_aotinductor_package(tmp_path: Path) -> None:
     labels, logits = h.reference()
     pkg = build_package(h.checkpoint(), tmp_path / "aoti", backend="torch", precision="fp32",
                         shape=h.SHAPE)
-    with open_model(pkg.path) as engine:
+    with pytest.raises(OcrnetError, match="--trust-package"):
+        open_model(pkg.path)  # native code: never loaded without being asked
+    with open_model(pkg.path, trust_package=True) as engine:
         out = engine.infer(h.batch(), return_logits=True)
     assert h.rel_l2(out.logits, logits) <= 1e-5
     assert (out.labels == labels).mean() >= 0.9999

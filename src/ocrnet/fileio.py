@@ -43,7 +43,9 @@ def _temp_name(target: Path) -> str:
     return f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True unless `pid` is certainly not a running process (ours, or one we cannot signal,
+    count as running: their files are left alone)."""
     if pid == os.getpid():
         return True  # another thread of ours may be writing
     try:
@@ -70,7 +72,7 @@ def clean_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
         return removed
     for entry in entries:
         match = TEMP_PATTERN.match(entry.name)
-        if not match or _pid_alive(int(match["pid"])):
+        if not match or pid_alive(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
             if entry.is_file(follow_symlinks=False):

@@ -64,6 +64,14 @@ def _wrap(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return _Exported().eval()
 
 
+def _model_block(model: nn.Module) -> dict[str, Any]:
+    """Variant and classes of an OCRNet (as a package records them), so `Engine.info` knows
+    what the eager engine runs without anyone re-reading its checkpoint."""
+    variant = getattr(getattr(model, "variant", None), "name", None)
+    classes = getattr(model, "num_classes", None)
+    return {"variant": variant, "num_classes": classes} if variant else {}
+
+
 class TorchEngine(Engine):
     """Eager (`from_checkpoint`) or AOTInductor (`open` on a package)."""
 
@@ -73,6 +81,8 @@ class TorchEngine(Engine):
     precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.BF16)
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     source: ClassVar[str] = "torch"
+    # model.pt2 holds a compiled shared library that loading runs: trust it like a pickle.
+    native_code: ClassVar[bool] = True
 
     def __init__(self, runner: Any, device: str, dtype: torch.dtype,
                  package: Package | None, metadata: dict[str, Any]) -> None:
@@ -114,7 +124,7 @@ class TorchEngine(Engine):
         metadata = {"backend": "torch", "precision": p.value, "device": device,
                     "input_shape": ["batch", 3, "height", "width"],
                     "runtime": {"mode": "eager", "dtype": str(dtype).removeprefix("torch.")},
-                    **meta}
+                    "model": _model_block(model), **meta}
         return cls(model, device, dtype, None, metadata)
 
     # --- AOTInductor package ------------------------------------------------------------------
@@ -142,7 +152,14 @@ class TorchEngine(Engine):
                                     "dtype": str(dtype).removeprefix("torch.")})
 
     @classmethod
-    def open(cls, package: Package, device: str = "cpu", **opts: Any) -> TorchEngine:
+    def open(cls, package: Package, device: str = "cpu", *, trust: bool = False,
+             **opts: Any) -> TorchEngine:
+        """Load an AOTInductor package; `trust=True` is required, since it runs native code."""
+        if not trust:
+            raise OcrnetError(
+                f"package {package.path} is an AOTInductor package: {_FILE} holds a compiled "
+                "shared library that opening it would run, like a pickle; if you built it or "
+                "trust its origin, pass --trust-package (trust_package=True)")
         import torch
 
         built_for = package.meta.get("runtime", {}).get("device", "cpu")
