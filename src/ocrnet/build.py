@@ -17,7 +17,13 @@ from typing import Any
 from ocrnet.engines import get_backend
 from ocrnet.engines.base import BuildRequest
 from ocrnet.errors import OcrnetError
-from ocrnet.export import DEFAULT_OPSET, DEFAULT_SHAPE, export_onnx, parse_shape
+from ocrnet.export import (
+    DEFAULT_OPSET,
+    DEFAULT_SHAPE,
+    check_external_data,
+    export_onnx,
+    parse_shape,
+)
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES, Package, PackageWriter, sha256_file
 from ocrnet.package import tool_versions as _tool_versions
 from ocrnet.precision import Precision
@@ -156,7 +162,13 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
     from `ocrnet export`."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends: a corrupt file, not a bug
+        raise OcrnetError(f"{path} is not a readable ONNX model ({type(err).__name__}: "
+                          f"{str(err).strip()[:200] or 'corrupt protobuf'}); export it again "
+                          "with `ocrnet export`") from None
+    check_external_data(path, proto)  # before any backend follows those paths
     inputs = [i for i in proto.graph.input]
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME or \
             inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
@@ -170,9 +182,15 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
     shape = [d.dim_value if d.HasField("dim_value") else _DYNAMIC_AXES.get(str(i), d.dim_param)
              for i, d in enumerate(dims)]
     props = {p.key: p.value for p in proto.metadata_props}
-    facts = json.loads(props.get("ocrnet", "{}"))
-    model_meta = {"variant": facts.get("variant", "unknown"),
-                  "num_classes": int(facts.get("num_classes", 19))}
+    try:
+        facts = json.loads(props.get("ocrnet", "{}"))
+        if not isinstance(facts, dict):
+            raise TypeError("not an object")
+        model_meta = {"variant": str(facts.get("variant", "unknown")),
+                      "num_classes": int(facts.get("num_classes", 19))}
+    except (ValueError, TypeError) as err:
+        raise OcrnetError(f"{path}: its 'ocrnet' metadata is not what `ocrnet export` writes "
+                          f"({err}); export it again") from None
     checkpoint = ({"path": facts["source"], "sha256": facts["source_sha256"]}
                   if "source" in facts and "source_sha256" in facts else None)
     return shape, model_meta, checkpoint, (outputs, _rewrites(facts))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from torch import nn
 
 from ocrnet.errors import OcrnetError
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
+from ocrnet.fileio import atomic_path, prepare_folder
 
 DEFAULT_SHAPE = (1, 3, 1024, 2048)
 DEFAULT_OPSET = 18
@@ -151,7 +152,7 @@ def export_onnx(
     dynamic_shapes = {"x": dict.fromkeys(want, torch.export.Dim.DYNAMIC)} if want else None
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out.parent)  # a bad --out fails now, not after the export
     start = time.perf_counter()
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
@@ -162,9 +163,12 @@ def export_onnx(
     del proto.metadata_props[:]  # the exporter's per-node provenance is noise for users
     for key, value in {"ocrnet": json.dumps(meta, sort_keys=True)}.items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, out)
+    # Saved and checked under a temporary name: a full disk or a failed check leaves no
+    # truncated .onnx, and an earlier file at `out` stays as it was.
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
     seconds = time.perf_counter() - start
-    onnx.checker.check_model(str(out), full_check=True)
 
     input_shape = _graph_input_shape(proto)
     if want:
@@ -216,6 +220,51 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], shape: Sequence[
                        strict=True))
         check: dict[str, Any] = {"shape": [n_, 3, h_, w_]}
         if "logits" in got:
+
+
+def check_external_data(path: str | os.PathLike[str], proto: Any) -> list[Path]:
+    """The external-data files an ONNX graph refers to, each checked to be a regular file
+    inside the graph's own folder; `OcrnetError` for an absolute path, `..`, a link out of the
+    folder or a missing file. Nothing outside the folder the user named is ever read."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    found: dict[str, Path] = {}
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location != 1:  # onnx.TensorProto.EXTERNAL
+            continue
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        if location in found:
+            continue
+        target = (folder / location).resolve()
+        if (not location or os.path.isabs(location) or "\\" in location
+                or ".." in Path(location).parts or not target.is_relative_to(folder)):
+            raise OcrnetError(
+                f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, outside the "
+                f"ONNX file's folder {folder}; refusing to read it (keep external data next to "
+                "the .onnx, or save the model as one file)")
+        if not target.is_file():
+            raise OcrnetError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, "
+                              f"which is not a file in {folder}")
+        found[location] = target
+    return list(found.values())
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers, sparse ones, node attributes, subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
             diff = got["logits"] - ref
             check["logits_max_abs_diff"] = float(np.abs(diff).max())
             check["logits_rel_l2"] = float(np.linalg.norm(diff) / np.linalg.norm(ref))

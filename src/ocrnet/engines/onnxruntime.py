@@ -84,7 +84,7 @@ class OnnxRuntimeEngine(Engine):
         runtime: dict[str, Any] = {"format": "onnx"}
         calibration = None
         if request.precision is Precision.FP32:
-            shutil.copyfile(source, target)
+            _copy_onnx(source, target)
         elif request.precision is Precision.FP16:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -158,3 +158,18 @@ def _fix_batch(path: Path, batch: int) -> None:
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_value = batch
     onnx.save(model, str(path))
+def _copy_onnx(source: Path, target: Path) -> None:
+    """Put the graph into the package whole: a plain copy, or, where its weights live in
+    external-data files (checked by `build` to be inside the source's folder), the graph and one
+    `model.onnx.data` next to it, so the package never refers to files outside itself."""
+    import onnx
+
+    proto = onnx.load(str(source), load_external_data=False)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        shutil.copyfile(source, target)
+        return
+    proto = onnx.load(str(source))  # now with the data, from the checked files
+    onnx.save(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=target.name + ".data")
+
+
