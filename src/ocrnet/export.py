@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ocrnet.errors import OcrnetError
-from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
 from ocrnet.fileio import atomic_path, prepare_folder
+from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
 
 DEFAULT_SHAPE = (1, 3, 1024, 2048)
 DEFAULT_OPSET = 18
@@ -220,6 +220,15 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], shape: Sequence[
                        strict=True))
         check: dict[str, Any] = {"shape": [n_, 3, h_, w_]}
         if "logits" in got:
+            diff = got["logits"] - ref
+            check["logits_max_abs_diff"] = float(np.abs(diff).max())
+            check["logits_rel_l2"] = float(np.linalg.norm(diff) / np.linalg.norm(ref))
+        labels = got["labels"] if "labels" in got else got["logits"].argmax(1)
+        check["label_agreement"] = float((labels == ref.argmax(1)).mean())
+        checks.append(check)
+    worst = min(c["label_agreement"] for c in checks)
+    return {"checks": checks, "label_agreement": worst,
+            "logits_max_abs_diff": max(c.get("logits_max_abs_diff", 0.0) for c in checks)}
 
 
 def check_external_data(path: str | os.PathLike[str], proto: Any) -> list[Path]:
@@ -265,12 +274,3 @@ def _tensors(graph: Any) -> Iterator[Any]:
                 yield from _tensors(attr.g)
             for sub in attr.graphs:
                 yield from _tensors(sub)
-            diff = got["logits"] - ref
-            check["logits_max_abs_diff"] = float(np.abs(diff).max())
-            check["logits_rel_l2"] = float(np.linalg.norm(diff) / np.linalg.norm(ref))
-        labels = got["labels"] if "labels" in got else got["logits"].argmax(1)
-        check["label_agreement"] = float((labels == ref.argmax(1)).mean())
-        checks.append(check)
-    worst = min(c["label_agreement"] for c in checks)
-    return {"checks": checks, "label_agreement": worst,
-            "logits_max_abs_diff": max(c.get("logits_max_abs_diff", 0.0) for c in checks)}

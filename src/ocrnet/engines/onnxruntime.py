@@ -150,14 +150,6 @@ class OnnxRuntimeEngine(Engine):
         self._session = None
 
 
-def _fix_batch(path: Path, batch: int) -> None:
-    """Make a symbolic-batch graph's inputs and outputs batch `batch`, as the package says."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for value in [*model.graph.input, *model.graph.output]:
-        value.type.tensor_type.shape.dim[0].dim_value = batch
-    onnx.save(model, str(path))
 def _copy_onnx(source: Path, target: Path) -> None:
     """Put the graph into the package whole: a plain copy, or, where its weights live in
     external-data files (checked by `build` to be inside the source's folder), the graph and one
@@ -173,3 +165,11 @@ def _copy_onnx(source: Path, target: Path) -> None:
               location=target.name + ".data")
 
 
+def _fix_batch(path: Path, batch: int) -> None:
+    """Make a symbolic-batch graph's inputs and outputs batch `batch`, as the package says."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(path))
