@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ocrnet.data.images import DEFAULT_MAX_PIXELS
+from ocrnet.data.images import read_image as _read_image
 from ocrnet.errors import DataError
 
 MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB
@@ -30,18 +31,13 @@ _STD = np.asarray(STD, dtype=np.float32).reshape(3, 1, 1)
 Scale = tuple[int, int] | float
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to BGR uint8 (H, W, 3), as `mmcv.imfrombytes(flag='color')` does."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read image {path}: {err.strerror or err}") from None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if img is None:
-        raise DataError(f"cannot decode image {path}: the file is empty, corrupt or truncated; "
-                        "re-extract or regenerate it")
-    return img
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to BGR uint8 (H, W, 3), as `mmcv.imfrombytes(flag='color')` does.
+
+    Size-checked from the header before decoding (`ocrnet.data.images`); every failure is a
+    `BadFileError`, the family `--skip-bad` skips.
+    """
+    return _read_image(path, max_pixels=max_pixels, flags=cv2.IMREAD_COLOR)
 
 
 def rescale_size(width: int, height: int, scale: Scale) -> tuple[int, int]:
