@@ -89,9 +89,48 @@ def _listing(paths: Sequence[object]) -> str:
     return shown + more
 
 
-def _stems(folder: Path, suffix: str) -> dict[str, Path]:
-    """`<city>/<stem><suffix>` files under a split folder, keyed by stem."""
-    return {p.name[: -len(suffix)]: p for p in folder.glob(f"*/*{suffix}") if p.is_file()}
+def _scan(folder: Path, suffixes: Sequence[str]) -> dict[str, dict[tuple[str, str], Path]]:
+    """`<city>/<stem><suffix>` files under a split folder: suffix -> {(city, stem): path}.
+
+    Listed with os.scandir rather than glob, which skips folders it cannot read without a
+    word: an unreadable city folder is a `DataError` naming it, never a silently smaller
+    dataset. A missing split folder is an empty result.
+    """
+    found: dict[str, dict[tuple[str, str], Path]] = {s: {} for s in suffixes}
+    try:
+        cities = sorted((e for e in os.scandir(folder) if e.is_dir()), key=lambda e: e.name)
+    except FileNotFoundError:
+        return found
+    except OSError as err:
+        raise DataError(f"cannot list {folder}: {err.strerror or err}; fix its permissions") \
+            from None
+    for city in cities:
+        try:
+            entries = sorted(e.name for e in os.scandir(city.path) if e.is_file())
+        except OSError as err:
+            raise DataError(f"cannot list the city folder {city.path}: {err.strerror or err}; "
+                            "fix its permissions or move it out of the split") from None
+        for name in entries:
+            for suffix in suffixes:
+                if name.endswith(suffix) and len(name) > len(suffix):
+                    found[suffix][(city.name, name[: -len(suffix)])] = Path(city.path) / name
+    return found
+
+
+def _unique_stems(images: dict[tuple[str, str], Path], image_dir: Path) -> None:
+    """Refuse one frame name in two city folders: predictions, saved files and per-image
+    results are keyed by frame name, so either copy could be scored or written as the other."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for (_city, stem), path in sorted(images.items()):
+        if stem in seen:
+            clashes.append(f"{seen[stem]} and {path}")
+        seen.setdefault(stem, path)
+    if clashes:
+        raise DataError(
+            f"{len(clashes)} frame name(s) appear in more than one city folder of {image_dir}: "
+            f"{_listing(clashes)}; frame names must be unique across cities (official ones "
+            "start with their city), so rename or remove the copies")
 
 
 def discover(
@@ -115,7 +154,7 @@ def discover(
             "leftImg8bit/ and gtFine/"
         )
     image_dir = root / "leftImg8bit" / split
-    images = _stems(image_dir, IMAGE_SUFFIX)
+    images = _scan(image_dir, [IMAGE_SUFFIX])[IMAGE_SUFFIX]
     if not images:
         found = sorted(p.name for p in (root / "leftImg8bit").glob("*") if p.is_dir())
         where = f"splits found: {', '.join(found)}" if found else "no leftImg8bit/ splits found"
@@ -124,24 +163,25 @@ def discover(
             "and --split"
         )
 
+    _unique_stems(images, image_dir)
     label_dir = root / "gtFine" / split
-    train_ids = _stems(label_dir, TRAIN_IDS_SUFFIX)
-    label_ids = _stems(label_dir, LABEL_IDS_SUFFIX)
+    found = _scan(label_dir, [TRAIN_IDS_SUFFIX, LABEL_IDS_SUFFIX])
+    train_ids, label_ids = found[TRAIN_IDS_SUFFIX], found[LABEL_IDS_SUFFIX]
 
-    def label_of(stem: str) -> tuple[Path | None, str | None]:
-        # labelTrainIds wins: it is what mmseg evaluates on, and it is what
-        # cityscapesscripts' createTrainIdLabelImgs derives from labelIds anyway.
-        if stem in train_ids:
-            return train_ids[stem], "trainIds"
-        if stem in label_ids:
-            return label_ids[stem], "labelIds"
+    def label_of(key: tuple[str, str]) -> tuple[Path | None, str | None]:
+        # Paired by (city, frame), never by frame alone: a label in another city's folder is
+        # not this image's label. labelTrainIds wins: it is what mmseg evaluates on, and it
+        # is what cityscapesscripts' createTrainIdLabelImgs derives from labelIds anyway.
+        if key in train_ids:
+            return train_ids[key], "trainIds"
+        if key in label_ids:
+            return label_ids[key], "labelIds"
         return None, None
 
     samples = []
-    for stem in sorted(images):
-        label, fmt = label_of(stem)
-        city = images[stem].parent.name
-        samples.append(Sample(stem=stem, city=city, image=images[stem], label=label,
+    for key in sorted(images, key=lambda k: (k[1], k[0])):
+        label, fmt = label_of(key)
+        samples.append(Sample(stem=key[1], city=key[0], image=images[key], label=label,
                               label_format=fmt))
     if not labels_required:
         return samples
@@ -153,7 +193,7 @@ def discover(
             f"*{LABEL_IDS_SUFFIX} in {label_dir}): {_listing(unpaired)}; add the labels, remove "
             "the images, or predict without labels"
         )
-    orphans = [p for stem, p in sorted({**label_ids, **train_ids}.items()) if stem not in images]
+    orphans = [p for key, p in sorted({**label_ids, **train_ids}.items()) if key not in images]
     if orphans:
         raise DataError(
             f"{len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
