@@ -214,16 +214,17 @@ def decode_image(
     _check_limit(max_pixels)
     what = source or "image data"
     if not data:
-        raise BadImageError(source, f"{what} is empty (0 bytes); re-extract or regenerate it")
+        raise BadImageError(source, f"cannot decode {what}: it is empty (0 bytes); re-extract "
+                            "or regenerate it")
     size = header_size(data)
     if size is None:
         raise BadImageError(
-            source, f"{what} is not an image this tool reads (PNG, JPEG, BMP, TIFF, WebP or "
-            "PNM, recognised by its header), or its header is corrupt")
+            source, f"cannot decode {what}: not an image this tool reads (PNG, JPEG, BMP, TIFF, "
+            "WebP or PNM, recognised by its header), or its header is corrupt")
     height, width = size
     if height < 1 or width < 1:
-        raise BadImageError(source, f"{what} claims an empty size {width}x{height} (WxH); "
-                            "the file is corrupt")
+        raise BadImageError(source, f"cannot decode {what}: its header claims an empty size "
+                            f"{width}x{height} (WxH); the file is corrupt")
     if height * width > max_pixels:
         raise ImageTooLargeError(
             source, f"{what} is {width}x{height} (WxH, {_megapixels(height * width)}), over the "
