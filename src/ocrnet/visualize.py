@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -189,15 +188,10 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """`path.write_bytes(data)`, but through a hidden temp file in the same folder + rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # a plain open keeps the umask's mode, unlike mkstemp's 0600
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """`path.write_bytes(data)`, but whole or not at all (`ocrnet.fileio.atomic_write_bytes`)."""
+    from ocrnet.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def _number(value: Any) -> float:
