@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet.data.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES  # the one set
 from ocrnet.engines import open_model
 from ocrnet.engines.base import Engine
 from ocrnet.errors import DataError, OcrnetError
-
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 def image_files(root: str | os.PathLike[str], count: int | None = None) -> list[Path]:
@@ -145,7 +144,9 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
     report = {"reference": str(ref_path), "images": len(files), "device": device,
               "models": rows}
     if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+        from ocrnet.fileio import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return report
 
 
