@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ocrnet.data.cityscapes import IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_LABEL, Sample
+from ocrnet.data.cityscapes import CLASSES, IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_LABEL, Sample
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import DEFAULT_SCALE, Scale, parse_scale, read_image
 from ocrnet.engines.base import RESIZE_MODES, Engine
 from ocrnet.errors import DataError, OcrnetError
-from ocrnet.visualize import colorize, write_png
+from ocrnet.visualize import colorize, encode_png, write_bytes_atomic
 from ocrnet.visualize import overlay as blend
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -228,29 +228,77 @@ def _prepare_out_dir(out_dir: Path, folders: set[Path]) -> None:
         raise DataError(f"output folder {out_dir} is not writable: {err.strerror or err}") from None
 
 
+#: What one prediction encodes to: the label PNG in either id space (the --format names),
+#: the palette colour mask, or the overlay on the original image.
+RENDERINGS = (*FORMATS, "color", "overlay")
+
+
+def encode_prediction(pred: np.ndarray, kind: str, *, image_bgr: np.ndarray | None = None,
+                      opacity: float = 0.5) -> bytes:
+    """One (H, W) train-id prediction as the PNG bytes `predict` writes for it.
+
+    `kind` is one of `RENDERINGS`: "trainids", "cityscapes" (official labelIds), "color", or
+    "overlay" (blended at `opacity` over `image_bgr`, the decoded original). `ocrnet serve`
+    answers with these bytes, so its responses equal predict's files byte for byte.
+    """
+    if kind == "trainids":
+        picture = pred
+    elif kind == "cityscapes":
+        picture = TRAIN_TO_LABEL[pred]
+    elif kind == "color":
+        picture = colorize(pred)
+    elif kind == "overlay":
+        if image_bgr is None:
+            raise ValueError("an overlay needs the original image (image_bgr)")
+        picture = blend(image_bgr[:, :, ::-1], pred, opacity)
+    else:
+        raise ValueError(f"unknown rendering {kind!r}; valid: {', '.join(RENDERINGS)}")
+    return encode_png(picture)
+
+
+def prediction_summary(pred: np.ndarray, classes: Sequence[str] = CLASSES) -> dict[str, Any]:
+    """Per-class pixel counts and fractions of one (H, W) train-id prediction, and its size.
+
+    `{"height", "width", "pixels", "classes": [{"id", "name", "pixels", "fraction"}, ...]}`,
+    every class listed in id order (absent ones with 0); ids without a class are not counted.
+    """
+    counts = np.bincount(pred.ravel(), minlength=256)
+    total = int(pred.size)
+    return {
+        "height": int(pred.shape[0]),
+        "width": int(pred.shape[1]),
+        "pixels": total,
+        "classes": [{"id": i, "name": name, "pixels": int(counts[i]),
+                     "fraction": float(counts[i]) / total if total else 0.0}
+                    for i, name in enumerate(classes)],
+    }
+
+
 def _write_outputs(job: _Job, pred: np.ndarray, fmt: str, suffix: str, color: bool,
                    with_overlay: bool, opacity: float) -> dict[str, Any]:
     """Encode and write one image's PNGs (runs on the writer thread)."""
     base = job.out_base
-    labels = TRAIN_TO_LABEL[pred] if fmt == "cityscapes" else pred
     out: dict[str, Any] = {"image": str(job.image), "height": int(pred.shape[0]),
                            "width": int(pred.shape[1])}
-    out["labels"] = str(_write(base.with_name(base.name + suffix), labels))
+    out["labels"] = str(_write(base.with_name(base.name + suffix), encode_prediction(pred, fmt)))
     if color:
-        out["color"] = str(_write(base.with_name(base.name + COLOR_SUFFIX), colorize(pred)))
+        out["color"] = str(_write(base.with_name(base.name + COLOR_SUFFIX),
+                                  encode_prediction(pred, "color")))
     if with_overlay:
         # The loader keeps only the resized, normalized input; the overlay needs the original.
-        image_rgb = read_image(job.image)[:, :, ::-1]
-        blended = blend(image_rgb, pred, opacity)
-        out["overlay"] = str(_write(base.with_name(base.name + OVERLAY_SUFFIX), blended))
+        out["overlay"] = str(_write(base.with_name(base.name + OVERLAY_SUFFIX),
+                                    encode_prediction(pred, "overlay",
+                                                      image_bgr=read_image(job.image),
+                                                      opacity=opacity)))
     return out
 
 
-def _write(path: Path, image: np.ndarray) -> Path:
+def _write(path: Path, data: bytes) -> Path:
     try:
-        return write_png(path, image)
+        write_bytes_atomic(path, data)
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
 
 
 def _is_image(path: Path) -> bool:

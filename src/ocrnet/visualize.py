@@ -178,13 +178,22 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     interrupted run never leaves a truncated PNG that a later step would trust.
     """
     path = Path(path)
+    write_bytes_atomic(path, encode_png(image, what=str(path)))
+    return path
+
+
+def encode_png(image: np.ndarray, *, what: str = "") -> bytes:
+    """The PNG bytes `write_png` writes: (H, W, 3) arrays are RGB, (H, W) written as they are.
+
+    One encoder for files and HTTP answers, so `ocrnet serve` returns exactly predict's bytes.
+    """
     if image.ndim == 3:
         image = np.ascontiguousarray(image[:, :, ::-1])  # cv2 encodes BGR
     ok, buf = cv2.imencode(".png", image)
     if not ok:
-        raise ValueError(f"cannot encode {image.dtype} {image.shape} as PNG for {path}")
-    write_bytes_atomic(path, buf.tobytes())
-    return path
+        where = f" for {what}" if what else ""
+        raise ValueError(f"cannot encode {image.dtype} {image.shape} as PNG{where}")
+    return buf.tobytes()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -1,0 +1,97 @@
+"""What one `ocrnet serve` instance is configured with, checked once, imported by the CLI.
+
+Nothing heavy is imported here: `ocrnet serve --help` reads these defaults without loading
+FastAPI, OpenCV or an engine. The same record configures uvicorn and every Ray Serve replica.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ocrnet.errors import ArgumentError, check_int
+
+HOST = "127.0.0.1"
+PORT = 8000
+#: Coalescing window: how long the first image of a batch waits for company. A few ms is small
+#: next to one inference (~100 ms at 128x256 here) and lets concurrent requests share a call.
+MAX_WAIT_MS = 5.0
+#: Requests admitted but not yet inferring (decoding, preprocessing or queued); beyond it 503.
+MAX_QUEUE = 64
+#: Longest a request may wait before its inference starts; beyond it 504.
+TIMEOUT_S = 30.0
+MAX_BODY_MB = 32.0
+#: 64 MP: 32x a Cityscapes frame, checked from the header before anything is decoded.
+MAX_PIXELS = 64_000_000
+#: Batch size for a package with a dynamic batch axis and no --max-batch.
+DYNAMIC_MAX_BATCH = 8
+
+#: `format=` of POST /v1/segment -> the rendering `ocrnet.predict.encode_prediction` makes
+#: (None: the JSON summary, `ocrnet.predict.prediction_summary`).
+FORMATS: dict[str, str | None] = {
+    "labels": "trainids",
+    "labelids": "cityscapes",
+    "color": "color",
+    "overlay": "overlay",
+    "json": None,
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and knobs of one service; `None` means "from the package" or "from the CPU".
+
+    `max_batch`: images per inference call (default: the package's static batch, else 8; a
+    static batch is padded up to its size). `threads`: the engine's inference threads;
+    `workers`: decode / preprocess / encode threads. `scale`: the keep-ratio resize limit as
+    `ocrnet predict --scale` (default: a static package's own size, else 2048x1024).
+    """
+
+    max_batch: int | None = None
+    max_wait_ms: float = MAX_WAIT_MS
+    max_queue: int = MAX_QUEUE
+    timeout_s: float = TIMEOUT_S
+    max_body_mb: float = MAX_BODY_MB
+    max_pixels: int = MAX_PIXELS
+    threads: int | None = None
+    workers: int | None = None
+    device: str = "cpu"
+    scale: tuple[int, int] | float | None = None
+    resize: str = "logits"
+    trust_package: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_batch is not None:
+            check_int(self.max_batch, "max_batch")
+        check_int(self.max_queue, "max_queue")
+        check_int(self.max_pixels, "max_pixels")
+        for name in ("threads", "workers"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name)
+        for name, minimum in (("max_wait_ms", 0.0), ("timeout_s", 1e-3), ("max_body_mb", 1e-6)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < minimum:
+                raise ArgumentError(f"{name} must be a number >= {minimum:g}, got {value!r}")
+        if self.resize not in ("logits", "labels"):
+            raise ArgumentError(f"resize must be 'logits' or 'labels', got {self.resize!r}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * (1 << 20))
+
+    def replace(self, **changes: object) -> ServeConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def require_serve() -> None:
+    """Raise `OcrnetError` naming the extra if a package `ocrnet serve` needs is missing."""
+    import importlib.util
+
+    from ocrnet.errors import OcrnetError
+
+    for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
+        if importlib.util.find_spec(module) is None:
+            raise OcrnetError(f"`ocrnet serve` needs the Python package {module!r}, which is not "
+                              "installed; install it with: pip install 'ocrnet[serve]'")
