@@ -62,8 +62,9 @@ class StepCache:
     """`<out>/steps/<name>.json` = {"key": sha256 of the step's inputs, "result": ...}."""
 
     def __init__(self, out: Path, say: Say) -> None:
-        self.dir = out / "steps"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        from ocrnet.fileio import prepare_folder
+
+        self.dir = prepare_folder(out / "steps")
         self.say = say
 
     @staticmethod
@@ -73,20 +74,34 @@ class StepCache:
 
     def run(self, name: str, key: str, work: Callable[[], Any],
             valid: Callable[[Any], bool] = lambda _r: True) -> Any:
+        from ocrnet.fileio import atomic_write_text
+
         path = self.dir / f"{name}.json"
-        if path.exists():
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key and valid(cached["result"]):
-                self.say(f"[cached] {name}")
-                return cached["result"]
+        hit, cached = self._read(path, key, valid)
+        if hit:
+            self.say(f"[cached] {name}")
+            return cached
         self.say(f"[run] {name}")
         started = time.perf_counter()
         result = work()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "seconds": round(time.perf_counter() - started, 1),
-                                   "result": result}, indent=1, default=str))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(
+            {"key": key, "seconds": round(time.perf_counter() - started, 1), "result": result},
+            indent=1, default=str))
         return result
+
+    @staticmethod
+    def _read(path: Path, key: str, valid: Callable[[Any], bool]) -> tuple[bool, Any]:
+        """(True, result) for a usable entry; a missing, unreadable, corrupt or stale entry is
+        a miss (the step runs again and rewrites it), never an error that blocks resuming."""
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(cached, dict) and cached.get("key") == key and "result" in cached \
+                    and valid(cached["result"]):
+                return True, cached["result"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError,
+                IndexError, RecursionError):
+            pass
+        return False, None
 
 
 def _digest(path: Path) -> str:
@@ -335,14 +350,15 @@ def _write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
         [{"label": r["model"], "mIoU": r["mIoU"], "throughput (img/s)": r["throughput_ips"]}
          for r in report["results"]],
         ["mIoU", "throughput (img/s)"], out / "summary.png", label_key="label")
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    (out / "report.md").write_text(_markdown(report))
+    from ocrnet.fileio import atomic_write_text
+
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=str) + "\n")
+    atomic_write_text(out / "report.md", _markdown(report))
 
 
 def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data_root: Path,
                    scale: tuple[int, int]) -> int:
     """A few image | prediction | ground-truth strips, for people who'd rather look."""
-    import cv2
     import numpy as np
 
     from ocrnet import visualize
@@ -367,7 +383,7 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
             rgb = bgr[:, :, ::-1]
             tiles = [rgb] + [visualize.overlay(rgb, p) for p in preds] + [visualize.colorize(truth)]
             strip = np.concatenate(tiles, axis=1)
-            cv2.imwrite(str(folder / f"sample_{i}.png"), strip[:, :, ::-1])
+            visualize.write_png(folder / f"sample_{i}.png", strip)  # RGB in, atomic
     finally:
         for engine in engines:
             engine.close()
