@@ -148,6 +148,7 @@ class Service:
         self.engine: Engine | None = None
         self.batcher: Batcher | None = None
         self.scale: tuple[int, int] | float | None = None
+        self.max_wait_s: float | None = None
         self.error: str | None = None
         self.ready = threading.Event()
         self._lock = threading.Lock()
@@ -176,8 +177,9 @@ class Service:
             t0 = time.perf_counter()
             self._warm_up(engine)
             self._batch_s = time.perf_counter() - t0
+            self.max_wait_s = self.config.max_wait_s(self._batch_s)
             self.batcher = Batcher(self._infer, max_batch=self.max_batch,
-                                   max_wait_s=self.config.max_wait_ms / 1000,
+                                   max_wait_s=self.max_wait_s,
                                    pad_to=self.static_batch, on_batch=self._on_batch)
             self.batcher.start()
         except Exception as err:  # reported by /healthz and /readyz
@@ -186,8 +188,9 @@ class Service:
             return
         self.metrics.ready.set(1)
         self.ready.set()
-        log.info("ocrnet serve: %s ready (batch up to %d, warm-up %.2f s)", self.package.name,
-                 self.max_batch, self._batch_s)
+        log.info("ocrnet serve: %s ready (batches of up to %d within %.0f ms; warm-up call "
+                 "%.2f s)", self.package.name, self.max_batch, self.max_wait_s * 1000,
+                 self._batch_s)
 
     def _warm_up(self, engine: Engine) -> None:
         """One call at the serving shape, so the first request does not pay for compilation."""
@@ -279,14 +282,13 @@ class Service:
                      original: np.ndarray | None, opacity: float) -> bytes | dict[str, Any]:
         from ocrnet.predict import encode_prediction, prediction_summary
 
-        if rendering is None:
-            classes = self.manifest.get("classes")
-            return (prediction_summary(pred, classes) if classes
-                    else prediction_summary(pred))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, lambda: encode_prediction(pred, rendering, image_bgr=original,
-                                                  opacity=opacity))
+        def work() -> bytes | dict[str, Any]:
+            if rendering is None:
+                classes = self.manifest.get("classes")
+                return prediction_summary(pred, classes) if classes else prediction_summary(pred)
+            return encode_prediction(pred, rendering, image_bgr=original, opacity=opacity)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
 
 def _static_shape(meta: dict[str, Any]) -> tuple[int | None, tuple[int, int] | None]:
@@ -471,7 +473,8 @@ async def model_info(request: Request) -> dict[str, Any]:
             "formats": list(FORMATS),
             "max_batch": service.max_batch,
             "pad_to": service.static_batch,
-            "max_wait_ms": service.config.max_wait_ms,
+            "max_wait_ms": (service.max_wait_s * 1000 if service.max_wait_s is not None
+                            else service.config.max_wait_ms),
             "max_queue": service.config.max_queue,
             "timeout_s": service.config.timeout_s,
             "max_body_mb": service.config.max_body_mb,

@@ -14,6 +14,7 @@ waited past its deadline) is dropped, and one already running can no longer be c
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -25,6 +26,8 @@ import numpy as np
 
 #: infer(batch (N, 3, H, W) float32, sizes [(H, W)] * N) -> N label maps at those sizes.
 InferFn = Callable[[np.ndarray, list[tuple[int, int]]], list[np.ndarray]]
+
+log = logging.getLogger("ocrnet.serve")
 
 
 @dataclass(eq=False)
@@ -152,7 +155,10 @@ class Batcher:
             return
         seconds = time.perf_counter() - start
         if self._on_batch is not None:
-            self._on_batch(len(items), seconds)
+            try:
+                self._on_batch(len(items), seconds)
+            except Exception:  # metrics must never stop the inference thread
+                log.exception("ocrnet serve: recording a batch failed")
         for item, pred in zip(items, preds, strict=False):
             item.batch_size = len(items)
             item.future.set_result(pred)

@@ -63,11 +63,13 @@ def deploy(package: str | os.PathLike[str], config: ServeConfig | None = None, *
     whole = max(1, int(cpus_per_replica))
     config = config.replace(threads=config.threads or whole, workers=config.workers or whole)
     app = create_app(package, config)
-    # Every request is admitted (or refused with 503) by the app's own queue, so Ray may hand a
-    # replica that many at once (its default of 5 would starve the batcher).
+    # Each replica admits (or refuses with 503) by its own queue, so Ray may hand it that many
+    # at once (Ray's default of 5 would starve the batcher); beyond that, Ray's proxy queues a
+    # bounded number more and answers 503 itself.
     deployment = serve.deployment(
         name=name, num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica},
         max_ongoing_requests=config.max_queue + (config.max_batch or 8) * 2,
+        max_queued_requests=config.max_queue * replicas,
         graceful_shutdown_timeout_s=config.timeout_s + 30,
     )(serve.ingress(app)(Replica))
     # One proxy, on the head node: nodes sharing a machine (tests) would fight over the port.
