@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ocrnet.data.cityscapes import CLASSES, IGNORE_INDEX, PALETTE, Sample, discover, read_label
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import normalize, read_image, rescale_size
-from ocrnet.errors import OcrnetError
+from ocrnet.errors import ArgumentError, CheckpointError, OcrnetError, check_int
+from ocrnet.fileio import prepare_folder
 from ocrnet.metrics import ConfusionMatrix
 from ocrnet.model import build_model, extract_state_dict, read_checkpoint, save_checkpoint
 from ocrnet.model.checkpoint import load_state_dict_strict
@@ -63,6 +64,34 @@ class TrainConfig:
     init: str | None = None  # weights to start from (mmseg's load_from); optimizer starts fresh
     amp: str = "fp32"  # "bf16": autocast forward in bfloat16 (about 2x faster on AVX-512 BF16)
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot train (or would write an untrained `final.pth`), before any
+    work: the same `ArgumentError` from Python and from the CLI."""
+    check_int(cfg.iters, "iters")
+    check_int(cfg.batch_size, "batch_size")
+    check_int(cfg.workers, "workers")
+    check_int(cfg.checkpoint_interval, "checkpoint_interval")
+    check_int(cfg.val_interval, "val_interval", minimum=0)
+    check_int(cfg.val_limit, "val_limit")
+    check_int(cfg.warmup_iters, "warmup_iters", minimum=0)
+    if cfg.threads is not None:
+        check_int(cfg.threads, "threads")
+    for name in ("crop", "scale"):
+        value = getattr(cfg, name)
+        if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                  for v in value):
+            raise ArgumentError(f"{name} must be two positive integers, got {value!r}")
+    for name in ("lr", "min_lr", "weight_decay", "momentum", "power", "aux_weight"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not cfg.lr > 0:
+        raise ArgumentError(f"lr must be > 0, got {cfg.lr!r}")
+    low, high = cfg.ratio_range
+    if not 0 < low <= high:
+        raise ArgumentError(f"ratio_range must be 0 < low <= high, got {cfg.ratio_range!r}")
 
 
 # --- augmentation (numpy/cv2, one rng per sample so runs are reproducible) --------------------
@@ -205,8 +234,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     """
     from tqdm import tqdm
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_config(cfg)
+    out = prepare_folder(cfg.out_dir)  # before any work: a bad --out-dir fails now
     samples = discover(cfg.data_root, "train")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -226,10 +255,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     if resume and latest.exists():
         ckpt = read_checkpoint(latest)
         load_state_dict_strict(model, extract_state_dict(ckpt), source=str(latest))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        meta = ckpt["meta"]
-        start = int(meta["iter"])
-        cfg.history = list(json.loads(meta.get("history", "[]")))
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            meta = ckpt["meta"]
+            start = int(meta["iter"])
+            cfg.history = list(json.loads(meta.get("history", "[]")))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(
+                f"{latest} is not a training checkpoint this tool can resume from ({err!r}); "
+                "move it away or train with --no-resume") from None
     model.train()
     bar = tqdm(total=cfg.iters, initial=start, desc="train", unit="it", disable=not progress,
                dynamic_ncols=True)
