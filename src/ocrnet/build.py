@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ocrnet import defaults
 from ocrnet.engines import get_backend
 from ocrnet.engines.base import BuildRequest
 from ocrnet.errors import OcrnetError
@@ -35,22 +36,24 @@ def build_package(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    backend: str = "openvino",
-    precision: str | Precision = "fp32",
+    backend: str = defaults.BACKEND,
+    precision: str | Precision = defaults.PRECISION,
     shape: str | Sequence[int] = DEFAULT_SHAPE,
     dynamic: bool = False,
-    device: str = "cpu",
+    device: str = defaults.DEVICE,
     calib_dir: str | os.PathLike[str] | None = None,
-    calib_split: str = "train",
-    calib_count: int = 32,
+    calib_split: str = defaults.CALIB_SPLIT,
+    calib_count: int = defaults.CALIB_COUNT,
     calib_method: str | None = None,
-    bias_correction: str = "fast",
+    bias_correction: str = defaults.BIAS_CORRECTION,
     keep_float: Sequence[str] | None = None,
     overwrite: bool = False,
     trust_checkpoint: bool = False,
     opset: int = DEFAULT_OPSET,
     winograd: bool | None = None,
     outputs: Sequence[str] = OUTPUT_NAMES,
+    max_drop: float | None = None,
+    holdout_count: int = 16,
 ) -> Package:
     """Build an engine package at `out` from a `.pth` checkpoint or an exported `.onnx`.
 
@@ -64,6 +67,11 @@ def build_package(
     `outputs` (checkpoint sources) picks the graph's outputs: `labels` alone spares the engine
     writing full-resolution float logits (a few % of an image's time; ~10% under int8), but
     then evaluation must run at the images' own size.
+
+    `max_drop` (int8 forms, backends with accuracy control) builds int8 within that many mIoU
+    points of the float model, measured on `holdout_count` labelled images of `calib_split`
+    that are not calibration images (NNCF's quantize_with_accuracy_control); the package's
+    calibration summary records the budget, the measured drop and the reverted operations.
     """
     cls = get_backend(backend)
     cls.require()
@@ -78,15 +86,22 @@ def build_package(
 
     calib_files: list[Path] = []
     options: dict[str, Any] = {}
-    if p is Precision.INT8:
-        from ocrnet.quantize import calibration_files, check_int8_options
+    holdout: list[Any] = []
+    if max_drop is not None:
+        cls.check_max_drop(p, max_drop)
+    if p.quantized:
+        from ocrnet.quantize import calibration_files, check_int8_options, holdout_samples
 
         if calib_dir is None:
             raise OcrnetError("int8 needs calibration images: pass --calib-dir (a Cityscapes-"
                               "layout root; its train split is used)")
         calib_files = calibration_files(calib_dir, split=calib_split, count=calib_count)
-        options = check_int8_options(backend, calib_method=calib_method,
+        options = check_int8_options(cls, calib_method=calib_method,
                                      bias_correction=bias_correction, keep_float=keep_float)
+        if max_drop is not None:
+            holdout = holdout_samples(calib_dir, split=calib_split, count=holdout_count,
+                                      exclude=calib_files)
+            options["max_drop"] = float(max_drop)
 
     source_meta: dict[str, Any] = {"path": str(source), "sha256": sha256_file(source),
                                    "kind": "onnx" if from_onnx else "checkpoint"}
@@ -129,10 +144,15 @@ def build_package(
             batch = 1 if fix_batch else static[0] or 1
             calibration = CalibrationImages(calib_files, static[2:], batch=batch)
             options["num_classes"] = model_meta["num_classes"]
+        validation = None
+        if holdout:
+            from ocrnet.quantize import HeldOutImages
+
+            validation = HeldOutImages(holdout, static[2:])
         request = BuildRequest(
             precision=p, input_shape=example, dynamic=None in static,
             device=device, onnx_path=onnx_path, model=model, calibration=calibration,
-            fix_batch=fix_batch, options=options)
+            fix_batch=fix_batch, options=options, validation=validation)
         output = cls.build(request, writer.dir)
         package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
                                           output.runtime, output.calibration, *graph))

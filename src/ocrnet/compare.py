@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet import defaults
 from ocrnet.data.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES  # the one set
+from ocrnet.data.select import pick_evenly
 from ocrnet.engines import open_model
 from ocrnet.engines.base import Engine
 from ocrnet.errors import DataError, OcrnetError
@@ -33,8 +35,7 @@ def image_files(root: str | os.PathLike[str], count: int | None = None) -> list[
     if not files:
         raise DataError(f"no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) under {root}")
     if count:
-        picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
-        files = [files[i] for i in dict.fromkeys(picks.tolist())]
+        files = pick_evenly(files, count)
     return files
 
 
@@ -92,36 +93,48 @@ class _Tally:
 
 def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                    images: str | os.PathLike[str], *,
-                   reference: str | os.PathLike[str] | None = None, device: str = "cpu",
-                   count: int | None = None, json_out: str | os.PathLike[str] | None = None
-                   ) -> dict[str, Any]:
-    """Compare each model with the PyTorch fp32 reference on the images under `images`."""
-    from ocrnet.data.transforms import DEFAULT_SCALE, preprocess, read_image
+                   reference: str | os.PathLike[str] | None = None, device: str = defaults.DEVICE,
+                   count: int | None = None, json_out: str | os.PathLike[str] | None = None,
+                   trust_checkpoint: bool = False, trust_package: bool = False,
+                   explain: bool = False, explain_dir: str | os.PathLike[str] | None = None,
+                   top_k: int = 10, explain_images: int = 1) -> dict[str, Any]:
+    """Compare each model with the PyTorch fp32 reference on the images under `images`.
+
+    `explain` adds, per model, label flips (class-to-class matrix, boundary vs interior
+    rates), a heat-map of where they land and, for ONNX-based packages, the `top_k` layers
+    adding the most error on the first `explain_images` images (`ocrnet.explain`); the
+    heat-maps and `explain.md` go to `explain_dir` (default: `compare-explain`).
+    """
+    from ocrnet.data.transforms import DEFAULT_SCALE, preprocess, read_image, resize
+    from ocrnet.explain import FlipTally
 
     paths = [Path(m) for m in models if not isinstance(m, Engine)]
     ref_path = _reference_path(paths, Path(reference) if reference else None)
     files = image_files(images, count)
-    ref = open_model(ref_path, device=device)
+    trust = {"trust_checkpoint": trust_checkpoint, "trust_package": trust_package}
+    ref = open_model(ref_path, device=device, **trust)
     engines: list[tuple[str, Engine, bool]] = []
     try:
         for m in models:
             if isinstance(m, Engine):
                 engines.append((str(m.metadata.get("name", type(m).__name__)), m, False))
             else:
-                engines.append((str(m), open_model(m, device=device), True))
-        scale: Any = DEFAULT_SCALE
-        for _, engine, _ in engines:
-            shape = engine.metadata.get("input_shape") or []
-            if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
-                scale = (max(shape[2:]), min(shape[2:]))
-                break
+                engines.append((str(m), open_model(m, device=device, **trust), True))
+        scale: Any = next((e.native_scale for _, e, _ in engines if e.native_scale),
+                          DEFAULT_SCALE)
         tallies: list[_Tally] = []
+        flips: list[FlipTally] = []
+        inputs: list[np.ndarray] = []  # kept for the per-layer divergence (explain_images)
         logits_ok = [True] * len(engines)
         for file in files:
-            x = preprocess(read_image(file), scale)[None]
+            bgr = read_image(file)
+            x = preprocess(bgr, scale)[None]
             want = ref.infer(x, return_logits=True)
             if not tallies:
                 tallies = [_Tally(want.logits.shape[1]) for _ in engines]
+                flips = [FlipTally(want.logits.shape[1]) for _ in engines]
+            if explain and len(inputs) < explain_images:
+                inputs.append(x)
             for i, (_, engine, _) in enumerate(engines):
                 try:
                     got = engine.infer(x, return_logits=logits_ok[i])
@@ -131,6 +144,9 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                     logits_ok[i] = False  # a labels-only model: compare labels
                     got = engine.infer(x)
                 tallies[i].update(want.labels, want.logits, got.labels, got.logits)
+                if explain:
+                    flips[i].update(want.labels[0], got.labels[0],
+                                    np.ascontiguousarray(resize(bgr, scale)[:, :, ::-1]))
     finally:
         ref.close()
         for _, engine, owned in engines:
@@ -143,6 +159,12 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                      "precision": meta.get("precision"), **tally.row()})
     report = {"reference": str(ref_path), "images": len(files), "device": device,
               "models": rows}
+    if explain:
+        from ocrnet.explain import attach
+
+        report["explain_markdown"] = str(attach(
+            report, flips, ref_path, [None if isinstance(m, Engine) else Path(m) for m in models],
+            inputs, Path(explain_dir or "compare-explain"), top_k=top_k))
     if json_out:
         from ocrnet.fileio import atomic_write_text
 
@@ -152,14 +174,14 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table, one row per model."""
-    head = f"{'model':<40} {'backend':<12} {'prec':<5} {'agree %':>8} {'mIoU %':>7} " \
-           f"{'max|Δ|':>9} {'rel L2':>9}"
-    lines = [f"reference: {report['reference']} on {report['images']} image(s)", head,
-             "-" * len(head)]
-    for r in report["models"]:
-        max_abs = f"{r['logits_max_abs_diff']:.2e}" if "logits_max_abs_diff" in r else "-"
-        rel = f"{r['logits_rel_l2']:.2e}" if "logits_rel_l2" in r else "-"
-        lines.append(f"{r['model'][-40:]:<40} {r['backend'] or '-':<12} {r['precision'] or '-':<5}"
-                     f" {100 * r['pixel_agreement']:>8.3f} {100 * r['mIoU_vs_reference']:>7.2f}"
-                     f" {max_abs:>9} {rel:>9}")
-    return "\n".join(lines)
+    from ocrnet.tables import text_table
+
+    def sci(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.2e}" if key in r else "-"
+
+    rows = [[r["model"][-40:], r["backend"] or "-", r["precision"] or "-",
+             f"{100 * r['pixel_agreement']:.3f}", f"{100 * r['mIoU_vs_reference']:.2f}",
+             sci(r, "logits_max_abs_diff"), sci(r, "logits_rel_l2")] for r in report["models"]]
+    head = ["model", "backend", "prec", "agree %", "mIoU %", "max|Δ|", "rel L2"]
+    return (f"reference: {report['reference']} on {report['images']} image(s)\n"
+            + text_table(head, rows, left=3))

@@ -21,12 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.fileio import atomic_path, prepare_folder
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
+from ocrnet.shapes import parse_input_shape as parse_shape  # NxCxHxW, kept under its old name
 
-DEFAULT_SHAPE = (1, 3, 1024, 2048)
-DEFAULT_OPSET = 18
+DEFAULT_SHAPE = defaults.INPUT_SHAPE
+DEFAULT_OPSET = defaults.OPSET
 _DYNAMIC_NAMES = {0: "batch", 2: "height", 3: "width"}
 
 
@@ -41,17 +43,6 @@ class ExportResult:
     seconds: float
     verify: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-def parse_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
-    """'1x3x1024x2048' -> (1, 3, 1024, 2048); rejects anything but N x 3 x H x W."""
-    try:
-        dims = tuple(int(v) for v in (text.lower().split("x") if isinstance(text, str) else text))
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or dims[1] != 3 or min(dims) <= 0:
-        raise OcrnetError(f"shape {text!r} is not NxCxHxW with C=3, e.g. 1x3x1024x2048")
-    return dims  # type: ignore[return-value]
 
 
 class _ExportWrapper(nn.Module):

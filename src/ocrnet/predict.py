@@ -12,9 +12,8 @@ from __future__ import annotations
 import difflib
 import glob
 import os
-import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet import defaults
 from ocrnet.data.cityscapes import CLASSES, IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_LABEL, Sample
+from ocrnet.data.images import IMAGE_SUFFIXES
 from ocrnet.data.loader import Loader
-from ocrnet.data.transforms import DEFAULT_SCALE, Scale, parse_scale, read_image
+from ocrnet.data.transforms import Scale, parse_scale, read_image
 from ocrnet.engines.base import RESIZE_MODES, Engine
-from ocrnet.errors import DataError, OcrnetError
-from ocrnet.visualize import colorize, encode_png, write_bytes_atomic
+from ocrnet.errors import DataError, OcrnetError, OutputError
+from ocrnet.fileio import atomic_write_bytes, prepare_folder
+from ocrnet.progress import progress_bar
+from ocrnet.visualize import colorize, encode_png
 from ocrnet.visualize import overlay as blend
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: --format -> suffix of the label PNG: train ids 0..18 (255 ignored), or official labelIds.
 FORMATS: dict[str, str] = {"trainids": "_labelTrainIds.png", "cityscapes": PRED_SUFFIX}
 COLOR_SUFFIX = "_color.png"
@@ -88,8 +90,8 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Pa
                 add(file, file.parent.relative_to(root))
     if not found:
         shown = ", ".join(repr(os.fspath(i)) for i in inputs)
-        raise DataError(f"no images ({', '.join('*' + s for s in IMAGE_SUFFIXES)}) found in "
-                        f"{shown or 'no inputs'}")
+        kinds = ", ".join("*" + s for s in sorted(IMAGE_SUFFIXES))
+        raise DataError(f"no images ({kinds}) found in {shown or 'no inputs'}")
     return found
 
 
@@ -110,16 +112,21 @@ def predict(
     inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    format: str = "trainids",  # shadows the builtin on purpose: the CLI option is --format
+    format: str = defaults.PREDICT_FORMAT,  # shadows the builtin: the CLI option is --format
     color: bool = False,
     overlay: bool = False,
-    opacity: float = 0.5,
+    opacity: float = defaults.OPACITY,
     scale: Scale | str | None = None,
-    batch_size: int = 1,
-    device: str = "cpu",
-    resize: str = "logits",
+    batch_size: int = defaults.BATCH_SIZE,
+    device: str = defaults.DEVICE,
+    resize: str = defaults.RESIZE,
     workers: int | None = None,
     progress: bool = True,
+    trust_checkpoint: bool = False,
+    trust_package: bool = False,
+    threads: int | None = None,
+    skip_bad: bool = False,
+    ray: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every image in `inputs` and write PNGs of its original size to `out_dir`.
 
@@ -128,47 +135,123 @@ def predict(
     ids, `format="trainids"`) or `<name>_pred_labelIds.png` (official labelIds, what the
     Cityscapes benchmark accepts, `format="cityscapes"`), plus `<name>_color.png` (palette) and
     `<name>_overlay.png` (blended at `opacity`) when asked. `scale` is the keep-ratio resize
-    limit (default 2048x1024, as eval); `resize` as eval's ("logits": exact, "labels":
-    nearest). Returns one dict per image: `image`, `height`, `width` and the written paths.
+    limit (default: a static package's own input size, else 2048x1024, as eval; `trust_*` as
+    `ocrnet.engines.open_model`); `resize` as eval's ("logits": exact, "labels":
+    nearest). Returns one dict per image: `image`, `height`, `width` and the written paths;
+    with `skip_bad` an unreadable image is `{"image": path, "skipped": reason}` instead of an
+    error. `threads`: the engine's inference threads. `ray`: run on a Ray cluster (`"local"`,
+    `"auto"` or an address; `workers` is then the number of engine actors, `threads` each
+    one's threads), see `ocrnet.jobs.predict` (it also resumes into an `out_dir` in progress).
     """
-    suffix = _check_options(format, opacity, batch_size, resize)
+    if ray is not None:
+        from ocrnet.jobs.predict import predict_on_ray
+
+        return predict_on_ray(
+            model_or_engine, inputs, out_dir, address=ray, format=format, color=color,
+            overlay=overlay, opacity=opacity, scale=scale, batch_size=batch_size, device=device,
+            resize=resize, workers=workers, threads=threads, skip_bad=skip_bad,
+            progress=progress, trust_checkpoint=trust_checkpoint, trust_package=trust_package,
+        ).images
+    jobs = plan_jobs(inputs, out_dir, format=format, color=color, overlay=overlay,
+                     opacity=opacity, batch_size=batch_size, resize=resize)
     scale = _parse_scale(scale)
-    jobs = _plan(find_images([inputs] if isinstance(inputs, str | os.PathLike) else inputs),
-                 Path(out_dir), suffix, color, overlay)
-    _prepare_out_dir(Path(out_dir), {j.out_base.parent for j in jobs})
 
     if isinstance(model_or_engine, Engine):
         engine, owned = model_or_engine, False
     else:
         from ocrnet.engines import open_model
 
-        engine, owned = open_model(model_or_engine, device=device), True
+        engine = open_model(model_or_engine, device=device, trust_checkpoint=trust_checkpoint,
+                            trust_package=trust_package,
+                            **({"threads": threads} if threads else {}))
+        owned = True
 
-    by_image = {j.image: j for j in jobs}
-    samples = [Sample(stem=j.out_base.name, city=j.image.parent.name, image=j.image)
-               for j in jobs]
-    loader = Loader(samples, batch_size=batch_size, scale=scale, workers=workers, labels=False)
+    scale = engine.default_scale(scale)
     results: list[dict[str, Any]] = []
-    pending: deque[Future[dict[str, Any]]] = deque()
     try:
-        # On an error the pool still finishes the queued writes (complete predictions, each
-        # written atomically) before the error propagates.
-        with _progress_bar(len(jobs), progress) as bar, \
-                ThreadPoolExecutor(1, thread_name_prefix="ocrnet-write") as writer:
-            for batch in loader:
-                preds = engine.labels_at(batch.images, batch.sizes, resize)
-                for pred, sample in zip(preds, batch.samples, strict=True):
-                    pending.append(writer.submit(_write_outputs, by_image[sample.image], pred,
-                                                 format, suffix, color, overlay, opacity))
-                while len(pending) > _MAX_PENDING_WRITES:
-                    results.append(pending.popleft().result())
-                bar.update(len(batch))
-            while pending:
-                results.append(pending.popleft().result())
+        with progress_bar(len(jobs), progress, "predict") as bar:
+            for result in predict_jobs(engine, jobs, format=format, color=color,
+                                       overlay=overlay, opacity=opacity, scale=scale,
+                                       batch_size=batch_size, resize=resize, workers=workers,
+                                       skip_bad=skip_bad):
+                results.append(result)
+                bar.update(1)
     finally:
         if owned:
             engine.close()
     return results
+
+
+def plan_jobs(
+    inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    format: str = defaults.PREDICT_FORMAT,
+    color: bool = False,
+    overlay: bool = False,
+    opacity: float = defaults.OPACITY,
+    batch_size: int = defaults.BATCH_SIZE,
+    resize: str = defaults.RESIZE,
+) -> list[_Job]:
+    """Check the options, find the images and where each one's outputs go; create `out_dir`
+    (and its subfolders) and prove it writable before any image is decoded."""
+    suffix = _check_options(format, opacity, batch_size, resize)
+    jobs = _plan(find_images([inputs] if isinstance(inputs, str | os.PathLike) else inputs),
+                 Path(out_dir), suffix, color, overlay)
+    _prepare_out_dir(Path(out_dir), {j.out_base.parent for j in jobs})
+    return jobs
+
+
+def predict_jobs(
+    engine: Engine,
+    jobs: list[_Job],
+    *,
+    format: str,
+    color: bool,
+    overlay: bool,
+    opacity: float,
+    scale: Scale,
+    batch_size: int,
+    resize: str,
+    workers: int | None = None,
+    skip_bad: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Decode, infer and write `jobs` in order, yielding each image's result as its PNGs land.
+
+    The one loop behind in-process `predict` and every actor of `predict --ray`, so both write
+    the same bytes. With `skip_bad` an unreadable image yields `{"image", "skipped"}` instead.
+    """
+    suffix = FORMATS[format]
+    by_image = {j.image: j for j in jobs}
+    samples = [Sample(stem=j.out_base.name, city=j.image.parent.name, image=j.image)
+               for j in jobs]
+    loader = Loader(samples, batch_size=batch_size, scale=scale, workers=workers, labels=False,
+                    skip_bad=skip_bad)
+    pending: deque[Future[dict[str, Any]]] = deque()
+    reported = 0
+    # On an error the pool still finishes the queued writes (complete predictions, each
+    # written atomically) before the error propagates.
+    with ThreadPoolExecutor(1, thread_name_prefix="ocrnet-write") as writer:
+        for batch in loader:
+            reported = _queue_skipped(loader, reported, pending)
+            preds = engine.labels_at(batch.images, batch.sizes, resize)
+            for pred, sample in zip(preds, batch.samples, strict=True):
+                pending.append(writer.submit(_write_outputs, by_image[sample.image], pred,
+                                             format, suffix, color, overlay, opacity))
+            while len(pending) > _MAX_PENDING_WRITES:
+                yield pending.popleft().result()
+        _queue_skipped(loader, reported, pending)
+        while pending:
+            yield pending.popleft().result()
+
+
+def _queue_skipped(loader: Loader, reported: int, pending: deque[Future[dict[str, Any]]]) -> int:
+    """Queue results for the images `loader` skipped since `reported`, in their place."""
+    for skipped in loader.skipped[reported:]:
+        done: Future[dict[str, Any]] = Future()
+        done.set_result({"image": skipped.path, "skipped": skipped.reason})
+        pending.append(done)
+    return len(loader.skipped)
 
 
 # --- steps -----------------------------------------------------------------------------------
@@ -186,9 +269,9 @@ def _check_options(fmt: str, opacity: float, batch_size: int, resize: str) -> st
     return FORMATS[fmt]
 
 
-def _parse_scale(scale: Scale | str | None) -> Scale:
+def _parse_scale(scale: Scale | str | None) -> Scale | None:
     if scale is None:
-        return DEFAULT_SCALE
+        return None
     if isinstance(scale, str):
         return parse_scale(scale)
     return scale
@@ -215,17 +298,14 @@ def _plan(found: list[tuple[Path, Path]], out_dir: Path, suffix: str, color: boo
 def _prepare_out_dir(out_dir: Path, folders: set[Path]) -> None:
     """Create the output folders and prove they are writable before any image is decoded."""
     for folder in sorted(folders | {out_dir}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise DataError(f"cannot create output folder {folder}: "
-                            f"{err.strerror or err}") from None
+        prepare_folder(folder)  # OutputError naming the folder (a path under a file, ...)
     probe = out_dir / f".ocrnet-write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise DataError(f"output folder {out_dir} is not writable: {err.strerror or err}") from None
+        raise OutputError(f"output folder {out_dir} is not writable: {err.strerror or err}") \
+            from None
 
 
 #: What one prediction encodes to: the label PNG in either id space (the --format names),
@@ -234,7 +314,7 @@ RENDERINGS = (*FORMATS, "color", "overlay")
 
 
 def encode_prediction(pred: np.ndarray, kind: str, *, image_bgr: np.ndarray | None = None,
-                      opacity: float = 0.5) -> bytes:
+                      opacity: float = defaults.OPACITY) -> bytes:
     """One (H, W) train-id prediction as the PNG bytes `predict` writes for it.
 
     `kind` is one of `RENDERINGS`: "trainids", "cityscapes" (official labelIds), "color", or
@@ -294,11 +374,7 @@ def _write_outputs(job: _Job, pred: np.ndarray, fmt: str, suffix: str, color: bo
 
 
 def _write(path: Path, data: bytes) -> Path:
-    try:
-        write_bytes_atomic(path, data)
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-    return path
+    return atomic_write_bytes(path, data)  # OutputError names the file; no partial PNG
 
 
 def _is_image(path: Path) -> bool:
@@ -307,20 +383,3 @@ def _is_image(path: Path) -> bool:
             and not name.endswith(_NOT_IMAGES))
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True)

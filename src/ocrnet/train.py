@@ -226,8 +226,10 @@ def validate(model: torch.nn.Module, data_root: str, *, scale: tuple[int, int],
 
 # --- the loop ---------------------------------------------------------------------------------
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
-          stop_at: int | None = None) -> Path:
+          stop_at: int | None = None, trust_checkpoint: bool = False) -> Path:
     """Train, checkpointing to `out_dir/latest.pth`; returns the final checkpoint's path.
+
+    `trust_checkpoint` allows full unpickling of `cfg.init` (it runs code from that file).
 
     `stop_at` ends this run early after that iteration (saving `latest.pth`), as a kill would;
     a later call with `resume=True` carries on with the same schedule and data order.
@@ -244,8 +246,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         raise OcrnetError(f"unknown --amp {cfg.amp!r}; valid: {', '.join(AMP_MODES)}")
     model = build_model(cfg.variant, num_classes=len(CLASSES))
     if cfg.init:
-        load_state_dict_strict(model, extract_state_dict(read_checkpoint(cfg.init)),
-                               source=cfg.init)
+        init = read_checkpoint(cfg.init, trust_checkpoint=trust_checkpoint)
+        load_state_dict_strict(model, extract_state_dict(init), source=cfg.init)
     if cfg.amp == "bf16":
         # oneDNN's bf16 convolutions are fastest with NHWC activations and weights
         model = model.to(memory_format=torch.channels_last)

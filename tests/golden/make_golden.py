@@ -1,6 +1,6 @@
 """Regenerate the golden logits from genuine mmsegmentation (never imported by ocrnet itself).
 
-    bash ../shared/tools/mmseg_reference/setup_venv.sh /tmp/mmseg_venv
+    bash tools/mmseg_reference/setup_venv.sh /tmp/mmseg_venv
     /tmp/mmseg_venv/bin/python tests/golden/make_golden.py
 
 Writes tests/golden/{variant}_logits.npz (input, logits, seed) and tests/golden/mmseg_keys.txt.

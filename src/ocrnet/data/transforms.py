@@ -10,19 +10,19 @@ the original shape before the argmax; the metric is computed there, against the 
 from __future__ import annotations
 
 import os
-import re
 
 import cv2
 import numpy as np
 
+from ocrnet import defaults
 from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.images import read_image as _read_image
-from ocrnet.errors import DataError
+from ocrnet.shapes import parse_scale as parse_scale  # the one parser lives in ocrnet.shapes
 
 MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB
 STD: tuple[float, float, float] = (58.395, 57.12, 57.375)  # RGB
 #: (max long edge, max short edge) of mmseg's test `Resize`; a no-op for 2048x1024 Cityscapes.
-DEFAULT_SCALE: tuple[int, int] = (2048, 1024)
+DEFAULT_SCALE: tuple[int, int] = defaults.SCALE
 
 # float32 like the torch buffers of SegDataPreProcessor, so subtract-then-divide rounds the same.
 _MEAN = np.asarray(MEAN, dtype=np.float32).reshape(3, 1, 1)
@@ -76,15 +76,6 @@ def normalize(img_bgr: np.ndarray) -> np.ndarray:
 def preprocess(img_bgr: np.ndarray, scale: Scale = DEFAULT_SCALE) -> np.ndarray:
     """The whole test pipeline after decoding: resize, BGR -> RGB, normalize, HWC -> CHW."""
     return normalize(resize(img_bgr, scale))
-
-
-def parse_scale(text: str) -> tuple[int, int]:
-    """'2048x1024' -> (2048, 1024): the (long, short) limits of the keep-ratio resize."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
-    if not match or 0 in (int(match[1]), int(match[2])):
-        raise DataError(f"scale {text!r} is not WIDTHxHEIGHT with positive integers, "
-                        "e.g. 2048x1024 or 1024x512")
-    return int(match[1]), int(match[2])
 
 
 # --- back to the original resolution ---------------------------------------------------------

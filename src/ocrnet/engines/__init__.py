@@ -53,14 +53,19 @@ def get_backend(name: str) -> type[Engine]:
     return found[0]
 
 
-def open_model(path: str | os.PathLike[str], device: str = "cpu", **opts: Any) -> Engine:
+def open_model(path: str | os.PathLike[str], device: str = "cpu", *,
+               trust_checkpoint: bool = False, trust_package: bool = False,
+               **opts: Any) -> Engine:
     """Open any model path as an `Engine`.
 
     * a `.pth`/`.pt` checkpoint -> PyTorch eager (variant detected from the weights);
-      `opts`: `precision` (fp32/bf16/fp16), `trust_checkpoint`, `threads`.
+      `opts`: `precision` (fp32/bf16/fp16), `threads`. `trust_checkpoint` allows full
+      unpickling (it runs code from the file).
     * an `.onnx` file -> ONNX Runtime, as the graph is; `opts`: `threads`.
     * an engine package directory -> its backend's engine, after checking the manifest,
-      format version, backend availability and every file's sha256.
+      format version, backend availability and every file's sha256. Packages of a backend
+      whose files hold native code (`Engine.native_code`, e.g. AOTInductor) open only with
+      `trust_package`, since loading them runs that code.
     """
     from ocrnet.package import read_package
 
@@ -74,6 +79,8 @@ def open_model(path: str | os.PathLike[str], device: str = "cpu", **opts: Any) -
         cls = get_backend(package.backend)
         cls.require()
         cls.check_device(device)
+        if cls.native_code:
+            opts["trust"] = trust_package
         return cls.open(package, device=device, **opts)
     if not path.exists():
         raise OcrnetError(f"no model at {path}: expected a .pth checkpoint, an .onnx file or an "
@@ -85,4 +92,5 @@ def open_model(path: str | os.PathLike[str], device: str = "cpu", **opts: Any) -
         return cls.open_onnx(path, device=device, **opts)  # type: ignore[attr-defined]
     cls = get_backend("torch")
     cls.check_device(device)
-    return cls.from_checkpoint(path, device=device, **opts)  # type: ignore[attr-defined]
+    return cls.from_checkpoint(path, device=device, trust_checkpoint=trust_checkpoint,
+                               **opts)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The one engine interface every backend implements (see docs/design.md).
+"""The one engine interface every backend implements (see docs/architecture.md).
 
 An engine runs a model on a batch of preprocessed images (NCHW float32, normalised with the
 mmseg mean/std) and returns per-pixel labels at the batch's H, W, and logits when asked.
@@ -27,7 +27,7 @@ from ocrnet.precision import Precision
 RESIZE_MODES = ("logits", "labels")
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from torch import nn
 
@@ -38,6 +38,43 @@ if TYPE_CHECKING:
 class InferResult:
     labels: np.ndarray  # (N, H, W) uint8 train ids
     logits: np.ndarray | None = None  # (N, C, H, W) float32 when requested
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine runs, typed: the fields of `Engine.metadata` that tools read.
+
+    `variant` and `num_classes` describe the model (bench counts FLOPs from them); None where
+    the engine does not know them (a bare ONNX file). `input_shape` is (N, C, H, W), dynamic
+    dimensions as None, -1 or a name.
+    """
+
+    backend: str
+    precision: str
+    device: str = "cpu"
+    variant: str | None = None
+    num_classes: int | None = None
+    input_shape: tuple[int | str | None, ...] | None = None
+    name: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> EngineInfo:
+        """Read from `Engine.metadata`: the model block of a package, or top-level keys."""
+        variant, classes = None, None
+        for d in (meta, meta.get("model"), meta.get("source")):
+            if isinstance(d, dict) and d.get("variant"):
+                variant = str(d["variant"])
+                names = d.get("classes") or meta.get("classes")
+                n = d.get("num_classes") or meta.get("num_classes")
+                classes = int(n) if n else (len(names) if names else None)
+                break
+        shape = meta.get("input_shape")
+        return cls(backend=str(meta.get("backend", "?")),
+                   precision=str(meta.get("precision", "?")),
+                   device=str(meta.get("device", "cpu")), variant=variant, num_classes=classes,
+                   input_shape=tuple(shape) if isinstance(shape, (list, tuple)) else None,
+                   name=meta.get("name"), path=meta.get("path"))
 
 
 @dataclass
@@ -60,6 +97,9 @@ class BuildRequest:
     # batch-1 images; the backend fixes the batch to this N after calibrating.
     fix_batch: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # int8 within an mIoU budget (`options["max_drop"]`): held-out labelled (image, label)
+    # pairs of the calibration split, for backends with `accuracy_control`.
+    validation: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
 
     def onnx_file(self) -> Path:
         """The ONNX graph to build from (build.py exports one for `source = "onnx"`)."""
@@ -87,6 +127,16 @@ class Engine(abc.ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: "onnx" or "torch": which form of the model `build` needs.
     source: ClassVar[str] = "onnx"
+    #: int8 calibration methods this backend offers, the default first (empty: no int8).
+    calib_methods: ClassVar[tuple[str, ...]] = ()
+    #: Whether int8 can be built within an mIoU budget (`build --max-drop`).
+    accuracy_control: ClassVar[bool] = False
+    #: Where it is not: why, and what to do instead (the error `check_max_drop` raises).
+    why_no_accuracy_control: ClassVar[str] = ""
+
+    #: True where opening a package loads native code from it (AOTInductor's shared library):
+    #: `open_model` then passes `trust` and the backend refuses to load without it.
+    native_code: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._closed = False
@@ -130,6 +180,18 @@ class Engine(abc.ABC):
         return p
 
     @classmethod
+    def check_max_drop(cls, precision: Precision, max_drop: float) -> None:
+        """Reject an mIoU budget this backend or precision cannot be built within."""
+        if not precision.quantized:
+            raise OcrnetError(f"--max-drop is an int8 budget; precision {precision.value!r} is "
+                              "not quantized (use int8, int8-bf16 or int8-fp16)")
+        if not max_drop >= 0:  # also rejects NaN
+            raise OcrnetError(f"--max-drop must be >= 0 mIoU points, got {max_drop}")
+        if not cls.accuracy_control:
+            raise OcrnetError(cls.why_no_accuracy_control
+                              or f"--max-drop is not available for backend {cls.backend!r}")
+
+    @classmethod
     def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
         """The precisions this machine runs natively on `device` (default: all declared).
 
@@ -155,6 +217,11 @@ class Engine(abc.ABC):
         """What the engine runs: backend, precision, device, input shape, what really runs."""
         return self._metadata
 
+    @property
+    def info(self) -> EngineInfo:
+        """The metadata that tools read, as a typed record (backend, precision, variant, ...)."""
+        return EngineInfo.from_metadata(self.metadata)
+
     def infer(self, batch: np.ndarray, *, return_logits: bool = False) -> InferResult:
         """Labels (N, H, W) uint8 for a normalized NCHW batch; logits too if asked."""
         if self._closed:
@@ -174,6 +241,26 @@ class Engine(abc.ABC):
                 return str(meta[key])
         parts = [str(meta.get(k)) for k in ("backend", "precision") if meta.get(k)]
         return " ".join(parts) or type(self).__name__
+
+    @property
+    def native_scale(self) -> tuple[int, int] | None:
+        """The keep-ratio limit (long, short edge) of a static input; None if H or W is dynamic.
+
+        A package built for 128x256 runs only 128x256 inputs, so its own size, not mmseg's
+        2048x1024, is the right default resize limit for it.
+        """
+        shape = self.metadata.get("input_shape") or []
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+            return max(shape[2:]), min(shape[2:])
+        return None
+
+    def default_scale(self, scale: tuple[int, int] | float | None) -> tuple[int, int] | float:
+        """`scale` if given, else the engine's static input size, else mmseg's 2048x1024."""
+        from ocrnet.defaults import SCALE
+
+        if scale is not None:
+            return scale
+        return self.native_scale or SCALE
 
     def labels_at(self, batch: np.ndarray, sizes: list[tuple[int, int]],
                   resize: str = "logits") -> list[np.ndarray]:

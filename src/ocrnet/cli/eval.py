@@ -1,0 +1,93 @@
+"""`ocrnet eval [MODEL] --data-root DIR`: mIoU, per-class IoU, aAcc, mAcc on a Cityscapes split."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocrnet import defaults
+from ocrnet.cli.options import (
+    add_batch_size,
+    add_device,
+    add_output,
+    add_resize,
+    add_scale,
+    add_trust,
+    add_workers,
+    positive_int,
+    write_json,
+)
+from ocrnet.errors import OcrnetError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="mIoU / per-class IoU on Cityscapes for a model or predictions")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="engine package folder, .onnx or .pth checkpoint")
+    alias = p.add_mutually_exclusive_group()
+    alias.add_argument("--checkpoint", help="same as MODEL (a .pth checkpoint)")
+    alias.add_argument("--model", dest="model_option", metavar="PKG",
+                       help="same as MODEL (an engine package folder)")
+    alias.add_argument("--predictions",
+                       help="score saved <city>_<seq>_<frame>*.png labelIds predictions instead")
+    p.add_argument("--data-root", required=True,
+                   help="Cityscapes root holding leftImg8bit/ and gtFine/")
+    p.add_argument("--split", default=defaults.SPLIT,
+                   help=f"split to evaluate (default: {defaults.SPLIT})")
+    p.add_argument("--limit", type=positive_int, help="only the first N images (sorted by name)")
+    add_batch_size(p)
+    add_scale(p)
+    add_resize(p)
+    add_device(p, help="device for MODEL")
+    add_workers(p)
+    add_trust(p)
+    p.add_argument("--save-predictions", metavar="DIR",
+                   help="write <city>_<seq>_<frame>_pred_labelIds.png (official labelIds) here")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable or inconsistent images/labels, list them in the JSON")
+    add_output(p)
+    p.set_defaults(handler=run)
+
+
+def model_of(args: argparse.Namespace) -> str | None:
+    """The one model named by MODEL, --checkpoint or --model (aliases of each other)."""
+    named = [m for m in (args.model, args.checkpoint, args.model_option) if m]
+    if len(named) > 1:
+        raise OcrnetError("name the model once: MODEL, --checkpoint or --model (aliases)")
+    return named[0] if named else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocrnet.evaluate import evaluate, evaluate_predictions
+
+    model = model_of(args)
+    if args.predictions:
+        if model:
+            raise OcrnetError("--predictions scores saved files: name no MODEL with it")
+        if args.save_predictions:
+            raise OcrnetError("--save-predictions needs a model (MODEL); with --predictions the "
+                              "predictions are already saved")
+        result = evaluate_predictions(args.predictions, args.data_root, args.split, args.limit,
+                                      skip_bad=args.skip_bad, workers=args.workers,
+                                      progress=args.progress)
+    elif model is None:
+        raise OcrnetError("name a MODEL (package folder, .onnx or .pth) or --predictions DIR")
+    else:
+        result = evaluate(
+            model, args.data_root, args.split, args.limit, args.batch_size, scale=args.scale,
+            device=args.device, save_predictions=args.save_predictions,
+            skip_bad=args.skip_bad, resize=args.resize, workers=args.workers,
+            progress=args.progress, trust_checkpoint=args.trust_checkpoint,
+            trust_package=args.trust_package,
+        )
+    print(result.table())
+    print(f"\n{result.num_images} images ({args.split}) from {args.data_root}")
+    scale = result.extra.get("scale")
+    if result.extra.get("scale_source") == "package input":
+        print(f"scale {'x'.join(map(str, scale))}: the package's own input size (--scale to set)")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} sample(s):")
+        for skipped in result.skipped:
+            print(f"  {skipped.path}: {skipped.reason}")
+    if args.json_out:
+        write_json(args.json_out, result.to_json())
+    return 0

@@ -1,0 +1,108 @@
+"""Option groups shared by the verbs, declared once, and argparse `type=` callables.
+
+Every default shown here is read from `ocrnet.defaults`, the module the Python API takes its
+defaults from. Nothing heavy is imported: building the parser must not load OpenCV or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from ocrnet import defaults
+from ocrnet.shapes import scale_arg
+
+TRUST_HELP = "allow full unpickling (runs code from the file: only for files you trust)"
+
+
+def _number(kind: type, minimum: float, *, strict: bool, what: str) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    convert.__name__ = what
+    return convert
+
+
+#: argparse types that refuse nonsense up front (`--workers -1`, `--iterations 0`, ...).
+positive_int = _number(int, 0, strict=True, what="a positive integer")
+non_negative_int = _number(int, 0, strict=False, what="a non-negative integer")
+positive_float = _number(float, 0.0, strict=True, what="a positive number")
+non_negative_float = _number(float, 0.0, strict=False, what="a non-negative number")
+
+
+def fraction(text: str) -> float:
+    """A number within 0..1 (opacity)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number within 0..1")
+    return value
+
+
+def add_model(p: argparse.ArgumentParser, *, nargs: str | None = None,
+              what: str = "engine package folder, .onnx or .pth checkpoint") -> None:
+    """The positional MODEL every verb names its model with."""
+    p.add_argument("models" if nargs else "model", nargs=nargs, metavar="MODEL", help=what)
+
+
+def add_trust(p: argparse.ArgumentParser, *, package: bool = True) -> None:
+    """--trust-checkpoint (pickles) and --trust-package (native code in AOTInductor packages)."""
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    if package:
+        p.add_argument("--trust-package", action="store_true",
+                       help="allow opening packages that hold native code (AOTInductor .pt2: "
+                            "loading runs it; only for packages you built or trust)")
+
+
+def add_output(p: argparse.ArgumentParser, *, json_help: str = "write the results as JSON here",
+               progress: bool = True) -> None:
+    """--json OUT and --no-progress."""
+    p.add_argument("--json", dest="json_out", metavar="OUT", help=json_help)
+    if progress:
+        p.add_argument("--no-progress", dest="progress", action="store_false",
+                       help="no progress bar")
+
+
+def add_device(p: argparse.ArgumentParser, *, help: str = "device to run on") -> None:
+    p.add_argument("--device", default=defaults.DEVICE,
+                   help=f"{help} (default: {defaults.DEVICE})")
+
+
+def add_workers(p: argparse.ArgumentParser, help: str = "decode threads") -> None:
+    p.add_argument("--workers", type=positive_int, help=f"{help} (default: min(4, CPUs))")
+
+
+def add_scale(p: argparse.ArgumentParser, *, default_text: str | None = None) -> None:
+    text = default_text or (f"{'x'.join(map(str, defaults.SCALE))} (mmseg's) for checkpoints "
+                            "and dynamic packages, a static package's own input size")
+    p.add_argument("--scale", type=scale_arg, metavar="WxH",
+                   help=f"keep-ratio resize limit WIDTHxHEIGHT (default: {text})")
+
+
+def add_resize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", choices=("logits", "labels"), default=defaults.RESIZE,
+                   help="how predictions return to the image size: bilinear logits then argmax "
+                        f"(mmseg-exact) or nearest labels (default: {defaults.RESIZE})")
+
+
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
+                   help=f"images per engine call (default: {defaults.BATCH_SIZE})")
+
+
+def choices_text(values: Sequence[str]) -> str:
+    return " | ".join(values)
+
+
+def write_json(path: str, data: object) -> None:
+    """Write `data` as JSON atomically (a failure leaves any earlier file intact)."""
+    import json
+
+    from ocrnet.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,56 @@
+"""`ocrnet run`: the one-click job, export -> build each precision -> eval -> bench -> report."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocrnet import defaults
+from ocrnet.cli.options import positive_float, positive_int
+from ocrnet.shapes import scale_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    # Options the user leaves out are not passed: RunConfig (ocrnet.pipeline, which imports the
+    # engines) holds their defaults, the one home for them.
+    p = sub.add_parser(
+        "run", help="one click: export -> build each precision -> eval -> bench -> report",
+        description="With no arguments: the offline demo (shipped demo model, generated scenes). "
+                    "With --checkpoint and --data-root: the real model on Cityscapes val.",
+        argument_default=argparse.SUPPRESS)
+    p.add_argument("--checkpoint", help="mmseg checkpoint (default: the shipped demo model)")
+    p.add_argument("--data-root", help="Cityscapes root (default: generated demo scenes)")
+    p.add_argument("--out", help="run folder (default runs/demo or runs/<ckpt>)")
+    p.add_argument("--backend", help=f"engine backend (default: {defaults.BACKEND})")
+    p.add_argument("--precisions", nargs="+",
+                   help="precisions to build and compare (aliases accepted; default: the "
+                        "precisions this machine runs natively)")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N val images")
+    p.add_argument("--scale", type=scale_arg, metavar="WxH",
+                   help="keep-ratio resize limit WIDTHxHEIGHT (default: 512x256 demo, "
+                        f"{'x'.join(map(str, defaults.SCALE))} Cityscapes)")
+    p.add_argument("--calib-count", type=positive_int,
+                   help=f"int8 calibration images from the train split "
+                        f"(default: {defaults.CALIB_COUNT})")
+    p.add_argument("--calib-method", help="int8 calibration method (backend-specific)")
+    p.add_argument("--bench-duration", type=positive_float,
+                   help="seconds of timed inference per model (default: 5)")
+    p.add_argument("--bench-batches", type=positive_int, nargs="+",
+                   help="batch sizes to benchmark (default: 1)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ocrnet.pipeline import RunConfig
+    from ocrnet.pipeline import run as run_pipeline
+
+    opts = {k: v for k, v in vars(args).items() if k not in ("handler", "verb")}
+    if "out" not in opts:
+        checkpoint = opts.get("checkpoint")
+        opts["out"] = "runs/demo" if checkpoint is None else f"runs/{Path(checkpoint).stem}"
+    if "scale" in opts:
+        opts["scale"] = tuple(opts["scale"])
+    run_pipeline(RunConfig(**opts))
+    return 0
