@@ -285,8 +285,8 @@ def test_cli_errors_are_one_line(dataset: tuple[Path, dict[str, np.ndarray]],
                                  capsys: pytest.CaptureFixture[str], args: list[str],
                                  message: str) -> None:
     root, _ = dataset
-    monkeypatch.setattr("ocrnet.engines.open_model", lambda path, device="cpu": OracleEngine(),
-                        raising=False)
+    monkeypatch.setattr("ocrnet.engines.open_model",
+                        lambda path, device="cpu", **trust: OracleEngine(), raising=False)
     if "--corrupt" in args:
         args = [a for a in args if a != "--corrupt"]
         discover(root)[0].image.write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
