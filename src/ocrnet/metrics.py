@@ -138,6 +138,15 @@ class ConfusionMatrix:
         return out
 
 
+def image_confusion(pred: np.ndarray, label: np.ndarray, num_classes: int = 19,
+                    ignore_index: int = 255) -> ConfusionMatrix:
+    """One image's own confusion matrix: what eval sums, in one process or across a cluster
+    (integer counts, so any grouping or order of the sum gives the same matrix)."""
+    out = ConfusionMatrix(num_classes, ignore_index)
+    out.update(pred, label)
+    return out
+
+
 def _nanmean(values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(finite.mean()) if finite.size else math.nan
