@@ -139,7 +139,12 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                "--seed", "1", "--workers", "1", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert str(out) in printed and "ocrnet eval --data-root" in printed
+    assert str(out) in printed and "ocrnet eval MODEL --data-root" in printed
     assert len(list(out.glob("leftImg8bit/val/*/*.png"))) == 1
-    assert main(["synth", "--out", str(out), "--size", "big"]) == 1
-    assert "size must be HxW" in capsys.readouterr().err
+    # Sizes parse in argparse (ocrnet.shapes): nonsense is a usage error; the generator's own
+    # 32-pixel floor is a user error, one line and exit 1.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(out), "--size", "big"])
+    assert exit_info.value.code == 2 and "HEIGHTxWIDTH" in capsys.readouterr().err
+    assert main(["synth", "--out", str(out), "--size", "16x16"]) == 1
+    assert "at least 32x32" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ocrnet import defaults
 from ocrnet.data.cityscapes import CLASSES, IGNORE_INDEX, LABEL_TO_TRAIN
 from ocrnet.data.synthetic.scene import GENERATOR_VERSION, generate_scene
 from ocrnet.errors import DataError
@@ -179,8 +180,9 @@ def _checked(root: str | os.PathLike[str], train: int, val: int,
     return root_path, counts, height, width
 
 
-def write_dataset(root: str | os.PathLike[str], *, train: int = 8, val: int = 4,
-                  size: tuple[int, int] = (256, 512), seed: int = 0, workers: int | None = None,
+def write_dataset(root: str | os.PathLike[str], *, train: int = defaults.SYNTH_TRAIN,
+                  val: int = defaults.SYNTH_VAL, size: tuple[int, int] = defaults.SYNTH_SIZE,
+                  seed: int = defaults.SYNTH_SEED, workers: int | None = None,
                   progress: bool = True) -> SynthResult:
     """Write a synthetic dataset in the Cityscapes layout under `root`.
 
