@@ -49,6 +49,8 @@ from ocrnet.errors import DataError
 
 #: Bumped whenever a (seed, index, size) starts giving other pixels; recorded in the manifest.
 GENERATOR_VERSION = 1
+#: Smallest height and width drawn (the layout's sizes are tuned for 256x512).
+MIN_SIZE = 32
 
 
 class _Item(NamedTuple):
@@ -71,8 +73,9 @@ def generate_scene(rng_or_seed: np.random.Generator | int | Sequence[int], heigh
         (image, label_ids): an RGB uint8 image (H, W, 3) and the official Cityscapes label ids
         (H, W) uint8; map them to train ids with `ocrnet.data.cityscapes.LABEL_TO_TRAIN`.
     """
-    if height < 32 or width < 32:
-        raise DataError(f"synthetic scenes need at least 32x32 pixels, got {height}x{width}")
+    if height < MIN_SIZE or width < MIN_SIZE:
+        raise DataError(f"synthetic scenes need at least {MIN_SIZE}x{MIN_SIZE} pixels, "
+                        f"got {height}x{width}")
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else (
         np.random.default_rng(rng_or_seed))
     cam, st = layout(rng, height, width)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ocrnet import defaults
+from ocrnet import defaults, shapes
 from ocrnet.data.cityscapes import CLASSES, IGNORE_INDEX, LABEL_TO_TRAIN
-from ocrnet.data.synthetic.scene import GENERATOR_VERSION, generate_scene
+from ocrnet.data.synthetic.scene import GENERATOR_VERSION, MIN_SIZE, generate_scene
 from ocrnet.errors import DataError
 from ocrnet.fileio import atomic_write_bytes, atomic_write_text
 
@@ -31,16 +31,10 @@ CITIES: dict[str, tuple[str, ...]] = {
 _SPLIT_IDS = {"train": 0, "val": 1}
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse an image size written `HxW` (height first, e.g. `256x512`) into (height, width)."""
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        height, width = (int(p) for p in parts)
-    except ValueError:
-        raise DataError(f"size must be HxW in pixels, e.g. 256x512; got {text!r}") from None
-    if height < 32 or width < 32:
-        raise DataError(f"size must be at least 32x32 pixels, got {text!r}")
-    return height, width
+def parse_size(text: str | Sequence[int]) -> shapes.Size:
+    """Parse an image size written `HxW` (height first, e.g. `256x512`) into (height, width),
+    each side at least `MIN_SIZE` pixels; `ShapeError` (a `DataError`) otherwise."""
+    return shapes.parse_size(text, minimum=MIN_SIZE)
 
 
 @dataclass(frozen=True)
@@ -164,11 +158,9 @@ def _manifest(seed: int, height: int, width: int, counts: dict[str, int],
 
 
 def _checked(root: str | os.PathLike[str], train: int, val: int,
-             size: tuple[int, int]) -> tuple[Path, dict[str, int], int, int]:
+             size: Sequence[int]) -> tuple[Path, dict[str, int], int, int]:
     """The output root (created), the counts per split and the size, or a `DataError`."""
-    height, width = (int(v) for v in size)
-    if height < 32 or width < 32:
-        raise DataError(f"size must be at least 32x32 pixels, got {height}x{width}")
+    height, width = parse_size(size)
     counts = {"train": int(train), "val": int(val)}
     for split, n in counts.items():
         if n < 0:
