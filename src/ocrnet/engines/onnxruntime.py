@@ -50,7 +50,13 @@ def _session(path: Path, device: str, threads: int | None) -> Any:
                                 "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # ORT's pybind errors (InvalidProtobuf, Fail, ...): a bad file
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        reason = lines[0][:300] if lines else type(err).__name__
+        raise OcrnetError(f"ONNX Runtime cannot load {path}: {reason}; rebuild or re-export "
+                          "the model") from None
     if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
         raise OcrnetError("onnxruntime could not enable its CUDA provider (see its log above); "
                           "not falling back to the CPU")
@@ -122,8 +128,23 @@ class OnnxRuntimeEngine(Engine):
     @classmethod
     def open_onnx(cls, path: str | os.PathLike[str], device: str = "cpu",
                   **opts: Any) -> OnnxRuntimeEngine:
-        """A bare `.onnx` file as exported by `ocrnet export` (float32 NCHW input)."""
+        """A bare `.onnx` file as exported by `ocrnet export` (float32 NCHW input).
+
+        Its external-data entries must be files in its own folder (checked before ONNX Runtime
+        follows them): nothing outside what the user named is read.
+        """
+        import onnx
+
+        from ocrnet.export import check_external_data
+
         path = Path(path)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as err:  # protobuf's DecodeError and friends
+            raise OcrnetError(f"{path} is not a readable ONNX model ({type(err).__name__}); "
+                              "export it again with `ocrnet export`") from None
+        check_external_data(path, proto)
+        del proto
         session = _session(path, device, opts.get("threads"))
         first = session.get_inputs()[0]
         if first.name != INPUT_NAME or first.type != "tensor(float)":
