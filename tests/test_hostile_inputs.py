@@ -485,6 +485,32 @@ def test_corrupt_onnx_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "bad.onnx").write_bytes(os.urandom(300))
     with pytest.raises(OcrnetError, match="not a readable ONNX model"):
         build_package(tmp_path / "bad.onnx", tmp_path / "pkg", backend="onnxruntime")
+    from ocrnet.engines import open_model
+
+    with pytest.raises(OcrnetError, match="not a readable ONNX model"):
+        open_model(tmp_path / "bad.onnx")
+
+
+def test_an_engine_that_cannot_load_its_file_is_one_error(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from ocrnet.engines import open_model
+    from ocrnet.package import PackageWriter
+
+    with PackageWriter(tmp_path / "pkg") as writer:
+        (writer.dir / "model.onnx").write_bytes(os.urandom(256))  # hashes fine, never loads
+        writer.commit({"backend": "onnxruntime", "precision": "fp32"})
+    with pytest.raises(OcrnetError, match="ONNX Runtime cannot load"):
+        open_model(tmp_path / "pkg")
+
+
+def test_opening_a_bare_onnx_never_follows_data_out_of_its_folder(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from ocrnet.engines import open_model
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 228)
+    with pytest.raises(OcrnetError, match="outside the ONNX file's folder"):
+        open_model(_tiny_onnx(tmp_path / "in" / "m.onnx", location="../secret.bin"))
 
 
 # --- 5. checkpoints: "not a checkpoint" is not "trust it" ------------------------------------
