@@ -91,10 +91,12 @@ def _clean_once(folder: Path) -> None:
     clean_stale_temps(folder)
 
 
-def _describe(err: OSError) -> str:
+def _describe(err: OSError, target: str | os.PathLike[str] | None = None) -> str:
     if err.errno == errno.ENOSPC:
         return "no space left on the device"
     if err.errno in (errno.ENOTDIR, errno.EEXIST) and err.filename is not None:
+        if target is not None and os.fspath(err.filename) == os.fspath(target):
+            return "a file of that name is in the way"
         return f"{err.filename} is a file, not a folder"
     return err.strerror or str(err)
 
@@ -113,7 +115,8 @@ def prepare_folder(folder: str | os.PathLike[str]) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create the folder {folder}: {_describe(err)}") from None
+        raise OutputError(f"cannot create output folder {folder}: {_describe(err, folder)}") \
+            from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write into the folder {folder}: permission denied")
     return folder
