@@ -106,3 +106,15 @@ def package(backend: str, precision: str, **options: object) -> Path:
     calib = {"calib_dir": calib_root(), "calib_count": 3} if precision == "int8" else {}
     return build_package(onnx_file(), workdir() / name, backend=backend, precision=precision,
                          **calib, **options).path
+
+
+@functools.cache
+def demo_package(backend: str = "openvino", precision: str = "fp32",
+                 shape: tuple[int, int, int, int] = (1, 3, 128, 256)) -> Path:
+    """A package of the shipped demo model at a small static shape, built once per process."""
+    from ocrnet.build import build_package
+
+    checkpoint = DEMO / "ocrnet_hr18_synthetic_demo.pth"
+    name = f"demo-{backend}-{precision}-{'x'.join(map(str, shape))}"
+    return build_package(checkpoint, workdir() / name, backend=backend, precision=precision,
+                         shape=shape).path

@@ -6,9 +6,11 @@ import argparse
 
 from ocrnet import defaults
 from ocrnet.cli.options import (
+    RAY_WORKERS_HELP,
     add_batch_size,
     add_device,
     add_output,
+    add_ray,
     add_resize,
     add_scale,
     add_trust,
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scale(p)
     add_resize(p)
     add_device(p, help="device for MODEL")
-    add_workers(p)
+    add_workers(p, help=RAY_WORKERS_HELP)
+    add_ray(p)
     add_trust(p)
     p.add_argument("--save-predictions", metavar="DIR",
                    help="write <city>_<seq>_<frame>_pred_labelIds.png (official labelIds) here")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                               "predictions are already saved")
         result = evaluate_predictions(args.predictions, args.data_root, args.split, args.limit,
                                       skip_bad=args.skip_bad, workers=args.workers,
-                                      progress=args.progress)
+                                      progress=args.progress, ray=args.ray)
     elif model is None:
         raise OcrnetError("name a MODEL (package folder, .onnx or .pth) or --predictions DIR")
     else:
@@ -77,13 +80,17 @@ def run(args: argparse.Namespace) -> int:
             device=args.device, save_predictions=args.save_predictions,
             skip_bad=args.skip_bad, resize=args.resize, workers=args.workers,
             progress=args.progress, trust_checkpoint=args.trust_checkpoint,
-            trust_package=args.trust_package,
+            trust_package=args.trust_package, threads=args.threads, ray=args.ray,
         )
     print(result.table())
     print(f"\n{result.num_images} images ({args.split}) from {args.data_root}")
     scale = result.extra.get("scale")
     if result.extra.get("scale_source") == "package input":
         print(f"scale {'x'.join(map(str, scale))}: the package's own input size (--scale to set)")
+    if "ray" in result.extra:
+        from ocrnet.jobs.cluster import summary_line
+
+        print(summary_line(result.extra["ray"]))
     if result.skipped:
         print(f"skipped {len(result.skipped)} sample(s):")
         for skipped in result.skipped:

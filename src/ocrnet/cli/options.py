@@ -77,6 +77,21 @@ def add_workers(p: argparse.ArgumentParser, help: str = "decode threads") -> Non
     p.add_argument("--workers", type=positive_int, help=f"{help} (default: min(4, CPUs))")
 
 
+#: --workers with --ray: what it counts there (the option keeps its name across both).
+RAY_WORKERS_HELP = "decode threads; with --ray, engine actors (default there: one per node)"
+
+
+def add_ray(p: argparse.ArgumentParser) -> None:
+    """--ray ADDRESS and --threads T: the job on a Ray cluster, engines sized per actor."""
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run on a Ray cluster (pip install 'ocrnet[ray]'): local (start Ray "
+                        "here), auto (the cluster this machine is in) or HOST:PORT; inputs and "
+                        "outputs must be at the same path on every node, the model is shipped")
+    p.add_argument("--threads", type=positive_int,
+                   help="inference threads per engine (with --ray: per actor; default: the "
+                        "engine's own choice, with --ray the node's cores)")
+
+
 def add_scale(p: argparse.ArgumentParser, *, default_text: str | None = None) -> None:
     text = default_text or (f"{'x'.join(map(str, defaults.SCALE))} (mmseg's) for checkpoints "
                             "and dynamic packages, a static package's own input size")

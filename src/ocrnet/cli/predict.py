@@ -7,10 +7,12 @@ from pathlib import Path
 
 from ocrnet import defaults
 from ocrnet.cli.options import (
+    RAY_WORKERS_HELP,
     add_batch_size,
     add_device,
     add_model,
     add_output,
+    add_ray,
     add_resize,
     add_scale,
     add_trust,
@@ -37,25 +39,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_resize(p)
     add_batch_size(p)
     add_device(p)
-    add_workers(p)
+    add_workers(p, help=RAY_WORKERS_HELP)
+    add_ray(p)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images, listed in the output and the JSON, instead of "
+                        "stopping at the first")
     add_trust(p)
-    add_output(p, json_help="write the list of written files as JSON here")
+    add_output(p, json_help="write the written files as JSON here (with --ray: an object with "
+                            "images, resumed, skipped and the Ray run)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrnet.predict import predict
+    options = dict(format=args.format, color=args.color, overlay=args.overlay,
+                   opacity=args.opacity, scale=args.scale, batch_size=args.batch_size,
+                   device=args.device, resize=args.resize, workers=args.workers,
+                   threads=args.threads, skip_bad=args.skip_bad, progress=args.progress,
+                   trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
+    if args.ray:
+        from ocrnet.jobs.predict import predict_on_ray
 
-    written = predict(args.model, args.inputs, args.out, format=args.format, color=args.color,
-                      overlay=args.overlay, opacity=args.opacity, scale=args.scale,
-                      batch_size=args.batch_size, device=args.device, resize=args.resize,
-                      workers=args.workers, progress=args.progress,
-                      trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
+        result = predict_on_ray(args.model, args.inputs, args.out, address=args.ray, **options)
+        images, payload = result.images, result.to_json()
+    else:
+        from ocrnet.predict import predict
+
+        images = predict(args.model, args.inputs, args.out, **options)
+        payload = images
     if args.json_out:
-        write_json(args.json_out, written)
-    print(f"predicted {len(written)} image(s) into {args.out}")
+        write_json(args.json_out, payload)
+    skipped = [r for r in images if "skipped" in r]
+    print(f"predicted {len(images) - len(skipped)} image(s) into {args.out}")
+    if args.ray:
+        if result.resumed:
+            print(f"resumed {result.resumed} image(s) already in {args.out} (their outputs "
+                  "exist; not predicted again)")
+        if "workers_used" in result.ray:
+            from ocrnet.jobs.cluster import summary_line
+
+            print(summary_line(result.ray))
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s):")
+        for r in skipped:
+            print(f"  {r['image']}: {r['skipped']}")
     if args.format == "cityscapes":
         print(f"next: ocrnet eval --predictions {args.out} --data-root CITYSCAPES_ROOT")
     else:
         print(f"next: ocrnet eval {Path(args.model)} --data-root CITYSCAPES_ROOT")
     return 0
+

@@ -34,7 +34,8 @@ _HINT = {Precision.FP32: "f32", Precision.FP16: "f16", Precision.BF16: "bf16",
          Precision.INT8: "f32"}
 
 
-def _compile(model: Any, device: str, hint: str, threads: int | None = None) -> Any:
+def _compile(model: Any, device: str, hint: str, threads: int | None = None,
+             pinning: bool | None = None) -> Any:
     import openvino as ov
 
     core = ov.Core()
@@ -43,6 +44,10 @@ def _compile(model: Any, device: str, hint: str, threads: int | None = None) -> 
                               "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if pinning is not None:
+        # Off where several engines share a machine (Ray actors): pinned threads of two
+        # engines would pile onto the same cores.
+        config["ENABLE_CPU_PINNING"] = bool(pinning)
     compiled = core.compile_model(model, ov_device, config)
     applied = _applied_hint(compiled)
     if applied != hint:
@@ -121,7 +126,7 @@ class OpenVinoEngine(Engine):
         hint = package.meta.get("runtime", {}).get("inference_precision_hint") \
             or _HINT[package.precision]
         model = ov.Core().read_model(str(package.file(_XML)), str(package.file(_BIN)))
-        compiled = _compile(model, device, hint, opts.get("threads"))
+        compiled = _compile(model, device, hint, opts.get("threads"), opts.get("pinning"))
         meta = package_metadata(package, device,
                                 inference_precision_applied=_applied_hint(compiled))
         return cls(compiled, package, meta)

@@ -1,0 +1,35 @@
+"""Session-wide fixtures.
+
+`ray_cluster`: the ONE Ray instance of a test session, started on first use and shut down at the
+end. It is a two-node `ray.cluster_utils.Cluster` (two nodes of 1 CPU, 2 CPUs in all) so that
+the Ray tests also show work landing on both nodes; every Ray job in the suite runs on it
+through its existing connection. `make test` runs the suite inside a loopback-only network
+namespace (tools/loopback_only.sh), where every Ray address is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():  # pragma: no cover - a test leaked a connection
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
