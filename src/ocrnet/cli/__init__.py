@@ -18,7 +18,7 @@ from ocrnet.errors import OcrnetError
 
 #: The verbs, in the order `ocrnet --help` lists them; each is `ocrnet.cli.<module>`.
 VERBS = ("run", "inspect", "train", "eval", "synth", "bench", "predict", "export", "build",
-         "compare")
+         "compare", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,8 +84,5 @@ def run(args: argparse.Namespace) -> int:
                             port=args.port)
     from ocrnet.serve.server import serve_forever
 
-    print(f"serving {args.package} on http://{args.host}:{args.port} "
-          f"(POST /v1/segment, GET /readyz, /metrics); Ctrl-C or SIGTERM drains and stops",
-          flush=True)
     return serve_forever(args.package, config, host=args.host, port=args.port,
                          access_log=args.access_log)

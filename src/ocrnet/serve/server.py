@@ -26,6 +26,8 @@ def serve_forever(package: str | os.PathLike[str], config: ServeConfig | None = 
 
     app = create_app(package, config)
     _configure_logging(log_level)
+    print(f"serving {package} on http://{host}:{port} (POST /v1/segment, GET /v1/model, "
+          "/readyz, /metrics); Ctrl-C or SIGTERM drains and stops", flush=True)
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, access_log=access_log, log_level=log_level,
         # One process, one event loop: the engine's own threads use the cores. httptools and
