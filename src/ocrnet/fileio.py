@@ -95,10 +95,22 @@ def _describe(err: OSError, target: str | os.PathLike[str] | None = None) -> str
     if err.errno == errno.ENOSPC:
         return "no space left on the device"
     if err.errno in (errno.ENOTDIR, errno.EEXIST) and err.filename is not None:
-        if target is not None and os.fspath(err.filename) == os.fspath(target):
-            return "a file of that name is in the way"
-        return f"{err.filename} is a file, not a folder"
+        # The OS names the path it was asked for; the user needs the file in the way.
+        blocker = _first_non_folder(Path(os.fsdecode(err.filename)))
+        if blocker is not None:
+            if target is not None and blocker == Path(target):
+                return "a file of that name is in the way"
+            return f"{blocker} is a file, not a folder"
     return err.strerror or str(err)
+
+
+def _first_non_folder(path: Path) -> Path | None:
+    """The closest existing ancestor of `path` (or `path`) that is not a folder."""
+    for candidate in reversed([path, *path.parents]):
+        if candidate.is_dir():
+            continue
+        return candidate if os.path.lexists(candidate) else None
+    return None
 
 
 def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
