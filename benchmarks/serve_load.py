@@ -200,8 +200,9 @@ class Server:
 
 # --- load ----------------------------------------------------------------------------------
 async def load(url: str, images: list[bytes], *, concurrency: int, requests: int,
-               seconds: float) -> dict:
-    """Closed loop: `concurrency` clients, each sending its next image after an answer."""
+               seconds: float, backoff_s: float = 0.0) -> dict:
+    """Closed loop: `concurrency` clients, each sending its next image after an answer
+    (after `backoff_s` more when the answer was 503)."""
     import httpx
 
     latencies: list[float] = []
@@ -221,6 +222,7 @@ async def load(url: str, images: list[bytes], *, concurrency: int, requests: int
                 code = r.status_code
                 if code == 503:
                     retry_after.append(r.headers.get("retry-after"))
+                    await asyncio.sleep(backoff_s)
             except httpx.HTTPError:
                 code = -1  # connection error or client timeout
             if code == 200:
@@ -275,7 +277,8 @@ def run_overload(package: Path, images: list[bytes], args: argparse.Namespace) -
         for _ in range(2):
             waves.append(asyncio.run(load(
                 server.url, images, concurrency=args.overload_concurrency,
-                requests=args.overload_concurrency * 1000, seconds=args.overload_seconds)))
+                requests=args.overload_concurrency * 1000, seconds=args.overload_seconds,
+                backoff_s=0.1)))
             time.sleep(1.0)
             rss_after.append(server.rss_mb())
         done.set()
@@ -315,7 +318,8 @@ def markdown(r: dict) -> str:
     lines = [
         f"`{r['command']}` — {r['date']}, {m['cpu']}, {m['cores']} cores (1-min load average at "
         f"the end: {m['load_avg_1m_at_end']:.1f}); package {r['backend']} {r['precision']} "
-        f"{'x'.join(map(str, r['input_shape']))}, 256x512 PNG scenes.",
+        f"{'x'.join(map(str, r['input_shape']))}, {r['input_shape'][2]}x{r['input_shape'][3]} "
+        "PNG scenes.",
         "",
         "| what | concurrency | img/s | vs engine | p50 ms | p90 ms | p99 ms | p99/p50 | errors "
         "| mean batch |",
@@ -333,7 +337,8 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         f"Overload: {o['concurrency']} clients against `--max-queue {o['max_queue']}`, two waves "
-        f"of {o['seconds_per_wave']:g} s: answers by status {o['codes']} "
+        f"of {o['seconds_per_wave']:g} s (a client waits 0.1 s after a 503): answers by status "
+        f"{o['codes']} "
         f"(-1 = connection error or client timeout), {o['img_s']:.2f} img/s served, "
         f"p50/p99 of the 200s {o['p50_ms_ok']:.0f}/{o['p99_ms_ok']:.0f} ms, 503s without "
         f"Retry-After: {o['retry_after_missing']}. Server RSS {o['rss_mb_before']:.0f} MB "

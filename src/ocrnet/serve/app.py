@@ -387,12 +387,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
                         "(--max-body-mb)")
     if declared.isdigit() and int(declared) > limit:
         raise too_big
+    from starlette.requests import ClientDisconnect
+
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_big
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HttpError(499, "the client closed the connection while sending") from None
     if not total:
         raise HttpError(400, "the request body is empty; send one encoded image (PNG, JPEG or "
                         "BMP) as the body or as a multipart file field")
