@@ -103,7 +103,8 @@ def package(backend: str, precision: str, **options: object) -> Path:
     from ocrnet.build import build_package
 
     name = "-".join([backend, precision, *(f"{k}={v}" for k, v in sorted(options.items()))])
-    calib = {"calib_dir": calib_root(), "calib_count": 3} if precision == "int8" else {}
+    calib = {"calib_dir": calib_root(), "calib_count": 3} if precision.startswith("int8") \
+        else {}
     return build_package(onnx_file(), workdir() / name, backend=backend, precision=precision,
                          **calib, **options).path
 

@@ -1,38 +1,31 @@
-"""int8 post-training quantization: calibration images, sensitive parts, OpenVINO and ORT.
+"""int8 post-training quantization, the backend-neutral part: calibration images, held-out
+labelled images for accuracy control, option checks, and which nodes are OCRNet's sensitive parts.
 
 Calibration images come from a Cityscapes-layout root's train split (never val: tuning on the
 evaluation split inflates its score), preprocessed with `ocrnet.data.transforms` exactly as
-evaluation does, and are read from disk one at a time on every pass.
-
-ONNX Runtime's own calibration (`quantize_static` with a data reader) keeps every intermediate
-tensor of every image in memory (~10 GB per 1024x2048 image for HRNet). We stream instead:
-MinMax uses ORT's MinMaxCalibrater, whose graph reduces each tensor to min/max in-graph, fed one
-image per `collect_data` call; Entropy/Percentile run the graph once per image per group of
-tensors (groups sized to `memory_mb`) and merge each group into ORT's `HistogramCollector`.
-The ranges go to ORT's calibration cache file and `quantize_static` builds the QDQ graph from it.
+evaluation does, and are read from disk one at a time on every pass. Each backend's own
+quantizer lives with it (`ocrnet.engines._openvino_quantize`: NNCF;
+`ocrnet.engines._onnxruntime_quantize`: ORT's QDQ), and declares its methods in
+`Engine.calib_methods`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import io
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ocrnet.data.select import pick_evenly
 from ocrnet.errors import DataError, OcrnetError
 
 #: Parts of OCRNet that `keep_float` can leave unquantized.
 SENSITIVE_PARTS = ("first_conv", "attention", "classifiers")
 #: The default, chosen by measurement (see docs in build's help and the issue report).
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("attention",)
-CALIB_METHODS = {"openvino": ("mixed", "performance"),
-                 "onnxruntime": ("minmax", "entropy", "percentile")}
 BIAS_CORRECTION = ("fast", "full")
 
 
@@ -51,8 +44,7 @@ def calibration_files(root: str | os.PathLike[str], *, split: str = "train", cou
 
     samples = discover(root, split, labels_required=False)
     paths = [s.image for s in samples]
-    picks = np.linspace(0, len(paths) - 1, num=min(count, len(paths))).round().astype(int)
-    chosen = [paths[i] for i in dict.fromkeys(picks.tolist())]
+    chosen = pick_evenly(paths, count)
     for path in chosen:  # fail before the (long) build, not in the middle of it
         read_image(path)
     return chosen
@@ -108,14 +100,69 @@ class CalibrationImages:
                 "size": list(self.size)}
 
 
-def check_int8_options(backend: str, *, calib_method: str | None = None,
+def holdout_samples(root: str | os.PathLike[str], *, split: str = "train", count: int = 16,
+                    exclude: Sequence[Path] = ()) -> list[Any]:
+    """`count` labelled samples of the calibration split, none of them a calibration image.
+
+    Accuracy control scores candidate int8 models on these: held out from calibration so the
+    score is not the quantizer's own training data, and never from val, the reported split.
+    """
+    from ocrnet.data.cityscapes import discover
+
+    if count < 1:
+        raise OcrnetError(f"--holdout-count must be at least 1, got {count}")
+    if split == "val":
+        raise OcrnetError("accuracy control on the val split would tune int8 on the images it "
+                          "is evaluated on; use --calib-split train")
+    taken = {Path(p) for p in exclude}
+    samples = [s for s in discover(root, split, labels_required=True) if s.image not in taken]
+    if not samples:
+        raise DataError(f"{root} has no labelled {split} images left after the {len(taken)} "
+                        "calibration images; accuracy control needs held-out labelled images "
+                        "(lower --calib-count or add images)")
+    return pick_evenly(samples, count)
+
+
+class HeldOutImages:
+    """(1x3xHxW float32 image, HxW train-id label) pairs, fitted to the package's input size.
+
+    Held in memory on purpose: accuracy control scores every candidate model on the same
+    items, and a few small preprocessed images are cheaper than decoding them again each time.
+    """
+
+    def __init__(self, samples: Sequence[Any], size: Sequence[int | None] = (None, None)) -> None:
+        from ocrnet.data.cityscapes import read_label
+
+        batches = CalibrationImages([s.image for s in samples], size, batch=1)
+        self.items = [(x, read_label(s.label, s.label_format or "trainIds"))
+                      for x, s in zip(batches, samples, strict=True)]
+        self.names = [s.image.name for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.items[i]
+
+
+def check_int8_options(backend: str | Any, *, calib_method: str | None = None,
                        bias_correction: str = "fast", keep_float: Sequence[str] | None = None
                        ) -> dict[str, Any]:
-    """Validate int8 options for `backend` up front, with did-you-mean; fill in defaults."""
-    methods = CALIB_METHODS.get(backend, ())
+    """Validate int8 options for `backend` (a name or an `Engine` class) up front, with
+    did-you-mean; fill in defaults. The methods are the backend's `calib_methods`."""
+    if isinstance(backend, str):
+        # Resolved lazily: the engines sit above this module (they import it), and the name
+        # form is public API that predates `Engine.calib_methods`.
+        from ocrnet.engines import get_backend
+
+        backend = get_backend(backend)
+    methods: tuple[str, ...] = tuple(backend.calib_methods)
     method = (calib_method or methods[0]).lower() if methods else None
     if method not in methods:
-        raise OcrnetError(f"unknown --calib-method {calib_method!r} for {backend}"
+        raise OcrnetError(f"unknown --calib-method {calib_method!r} for {backend.backend}"
                           f"{_did_you_mean(method, methods)}; valid: {', '.join(methods)}")
     if bias_correction not in BIAS_CORRECTION:
         raise OcrnetError(f"unknown --bias-correction {bias_correction!r}"
@@ -137,7 +184,8 @@ def _did_you_mean(word: str | None, valid: Sequence[str]) -> str:
 
 
 # --- which nodes are the sensitive parts ---------------------------------------------------
-def _pick(nodes: list[tuple[str, str, Any]], keep: Sequence[str], num_classes: int) -> list[str]:
+def pick_sensitive(nodes: list[tuple[str, str, Any]], keep: Sequence[str], num_classes: int
+                   ) -> list[str]:
     """Names of the (name, op type, weight shape | first-input-is-graph-input) nodes to keep."""
     names: list[str] = []
     convs = [n for n in nodes if n[1] == "conv"]
@@ -150,7 +198,8 @@ def _pick(nodes: list[tuple[str, str, Any]], keep: Sequence[str], num_classes: i
     return names
 
 
-def _onnx_nodes(model: Any) -> list[tuple[str, str, Any]]:
+def onnx_nodes(model: Any) -> list[tuple[str, str, Any]]:
+    """(name, kind, out channels) of the graph's convolutions, matmuls and softmaxes."""
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
     kinds = {"Conv": "conv", "MatMul": "matmul", "Softmax": "softmax"}
     return [(n.name, kinds[n.op_type], (weights.get(n.input[1]) or [None])[0]
@@ -158,175 +207,16 @@ def _onnx_nodes(model: Any) -> list[tuple[str, str, Any]]:
             for n in model.graph.node if n.op_type in kinds]
 
 
-def _ov_nodes(model: Any) -> list[tuple[str, str, Any]]:
-    kinds = {"Convolution": "conv", "MatMul": "matmul", "Softmax": "softmax"}
-    out = []
-    for op in model.get_ordered_ops():
-        kind = kinds.get(op.get_type_name())
-        if kind:
-            out_ch = op.input_value(1).get_partial_shape()[0].get_length() \
-                if kind == "conv" else None
-            out.append((op.get_friendly_name(), kind, out_ch))
-    return out
+# The private names earlier releases (and their tests) used.
+_pick, _onnx_nodes = pick_sensitive, onnx_nodes
 
 
-# --- OpenVINO via NNCF -----------------------------------------------------------------------
-def quantize_openvino(model: Any, calibration: Iterable[np.ndarray] | None, *,
-                      calib_method: str = "mixed", bias_correction: str = "fast",
-                      keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT, num_classes: int = 19
-                      ) -> tuple[Any, dict[str, Any]]:
-    """`nncf.quantize` on an OpenVINO model; returns it and the calibration summary."""
-    import nncf
-
-    if calibration is None:
-        raise OcrnetError("int8 needs calibration images (--calib-dir)")
-    keep = _pick(_ov_nodes(model), keep_float, num_classes)
-    count = len(calibration) if hasattr(calibration, "__len__") else 300
-    quantized = nncf.quantize(
-        model, nncf.Dataset(calibration),
-        preset=nncf.QuantizationPreset(calib_method), subset_size=count,
-        fast_bias_correction=bias_correction == "fast",
-        ignored_scope=nncf.IgnoredScope(names=keep) if keep else None)
-    summary = {"tool": f"nncf {nncf.__version__}", "algorithm": "nncf.quantize",
-               "preset": calib_method, "bias_correction": bias_correction,
-               "keep_float": list(keep_float), "kept_nodes": keep,
-               **_summary(calibration)}
-    return quantized, summary
-
-
-def _summary(calibration: Any) -> dict[str, Any]:
+def summary_of(calibration: Any) -> dict[str, Any]:
+    """The calibration set's own summary (files, size), if it has one."""
     return calibration.summary() if hasattr(calibration, "summary") else {}
 
 
-# --- ONNX Runtime QDQ ------------------------------------------------------------------------
-def quantize_onnx_static(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                         calibration: Iterable[np.ndarray] | None, *,
-                         calib_method: str = "minmax", keep_float: Sequence[str] =
-                         DEFAULT_KEEP_FLOAT, num_classes: int = 19, memory_mb: int = 2048,
-                         bias_correction: str = "fast") -> dict[str, Any]:
-    """Calibrate with streamed statistics, then write a QDQ int8 graph (per-channel weights).
-
-    `bias_correction` is an OpenVINO option, accepted and ignored here.
-    """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
-
-    if calibration is None:
-        raise OcrnetError("int8 needs calibration images (--calib-dir)")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[calib_method]
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
-    exclude = _pick(_onnx_nodes(model), keep_float, num_classes)
-    with tempfile.TemporaryDirectory(prefix="ocrnet-calib-") as tmp:
-        inferred = Path(tmp) / "model.onnx"
-        onnx.save(model, inferred)
-        if method is CalibrationMethod.MinMax:
-            ranges, images = _minmax_ranges(inferred, calibration, Path(tmp))
-        else:
-            ranges, images = _histogram_ranges(inferred, model, calibration, calib_method,
-                                               memory_mb)
-        cache = Path(tmp) / "ranges.json"
-        save_tensors_data(ranges, cache)
-        # uint8 activations x int8 weights is the product VNNI computes (vpdpbusd). With int8
-        # activations ORT 1.32 left 181 of OCRNet's 316 convolutions as float Conv between
-        # Q/DQ pairs (measured: as slow as fp32); with uint8 all 316 became QLinearConv, 2.9x
-        # faster than fp32. Without VNNI, u8 x s8 pairs can saturate int16: reduce the range.
-        reduce_range = not _has_vnni()
-        quantize_static(
-            inferred, dst, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            reduce_range=reduce_range, calibrate_method=method,
-            calibration_cache_path=cache, nodes_to_exclude=exclude)
-    import onnxruntime
-
-    return {"tool": f"onnxruntime {onnxruntime.__version__}", "algorithm": "quantize_static QDQ",
-            "calib_method": calib_method, "per_channel": True, "activations": "uint8",
-            "weights": "int8", "reduce_range": reduce_range,
-            "keep_float": list(keep_float), "kept_nodes": exclude, "images_seen": images,
-            "streaming": "minmax in-graph reduce" if calib_method == "minmax" else
-            f"histograms per tensor group <= {memory_mb} MB", **_summary(calibration)}
-
-
-def _has_vnni() -> bool:
-    from ocrnet.machine import cpu_flags
-
-    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())
-
-
-class _OneImage:
-    """An ORT CalibrationDataReader yielding one image, so each collect_data call is small."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.x: np.ndarray | None = x
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        x, self.x = self.x, None
-        return None if x is None else {"input": x}
-
-
-def _minmax_ranges(path: Path, calibration: Iterable[np.ndarray], tmp: Path) -> tuple[Any, int]:
-    from onnxruntime.quantization.calibrate import MinMaxCalibrater
-
-    # Not max_intermediate_outputs=1: ORT 1.32 clears the batch before folding it in. Each
-    # collect_data call already folds its images into the running range and clears them.
-    calibrator = MinMaxCalibrater(path, augmented_model_path=tmp / "augmented.onnx")
-    calibrator.augment_graph()
-    calibrator.create_inference_session()
-    images = 0
-    for x in calibration:
-        calibrator.collect_data(_OneImage(x))  # folds into running min/max every image
-        images += 1
-    if not images:
-        raise DataError("no calibration image could be read")
-    return calibrator.compute_data(), images
-
-
-def _histogram_ranges(path: Path, model: Any, calibration: Iterable[np.ndarray], method: str,
-                      memory_mb: int) -> tuple[Any, int]:
-    import onnx
-    import onnxruntime as ort
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        HistogramCollector,
-        TensorsData,
-    )
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    op_types = set(QDQRegistry) | set(QLinearOpsRegistry)
-    infos = {v.name: v for v in list(model.graph.value_info) + list(model.graph.input)
-             + list(model.graph.output)}
-    initializers = {i.name for i in model.graph.initializer}
-    tensors = list(dict.fromkeys(
-        name for node in model.graph.node if node.op_type in op_types
-        for name in (*node.input, *node.output)
-        if name in infos and name not in initializers
-        and infos[name].type.tensor_type.elem_type == onnx.TensorProto.FLOAT))
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    outputs = {o.name for o in augmented.graph.output}
-    augmented.graph.output.extend(infos[t] for t in tensors if t not in outputs)
-    session = ort.InferenceSession(augmented.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    collector = HistogramCollector(method=method, symmetric=method == "percentile",
-                                   num_bins=128 if method == "entropy" else 2048,
-                                   num_quantized_bins=128, percentile=99.999, scenario="same")
-    images = 0
-    for x in calibration:
-        for group in _groups(tensors, infos, x.shape, memory_mb << 20):
-            values = session.run(group, {"input": x})
-            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints per call
-                collector.collect({name: [v] for name, v in zip(group, values, strict=True)})
-        images += 1
-    if not images:
-        raise DataError("no calibration image could be read")
-    cal = {"entropy": CalibrationMethod.Entropy,
-           "percentile": CalibrationMethod.Percentile}[method]
-    with contextlib.redirect_stdout(io.StringIO()):
-        result = collector.compute_collection_result()
-    return TensorsData(cal, result), images
-
-
+# --- memory-bounded groups of intermediate tensors (calibration histograms, explain) --------
 def _groups(tensors: list[str], infos: dict[str, Any], input_shape: tuple[int, ...],
             budget: int) -> Iterator[list[str]]:
     """Tensors in graph order, grouped so that each group's float32 bytes fit `budget`."""

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=defaults.BACKEND,
                    help=f"openvino | onnxruntime | torch (default: {defaults.BACKEND})")
     p.add_argument("--precision", default=defaults.PRECISION,
-                   help="fp32 | fp16 | bf16 | int8 (aliases: force_float32, force_float16, ...; "
-                        f"default: {defaults.PRECISION})")
+                   help="fp32 | fp16 | bf16 | int8 | int8-bf16 | int8-fp16 (int8 with a half "
+                        "remainder; aliases: force_float32, force_float16, qint8_mixed_float16 "
+                        f"= int8-fp16, ...; default: {defaults.PRECISION})")
     p.add_argument("--out", required=True, help="the package directory to create")
     p.add_argument("--shape", type=input_shape_arg, default=DEFAULT_SHAPE, metavar="NxCxHxW",
                    help=f"input shape, checkpoint sources (default: {DEFAULT_SHAPE})")
@@ -37,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"int8 openvino: fast | full (default: {defaults.BIAS_CORRECTION})")
     p.add_argument("--keep-float", nargs="+", metavar="PART",
                    help=f"int8: parts left unquantized: {', '.join(SENSITIVE_PARTS)} or none")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="int8 (openvino): stay within this many mIoU points of the float model "
+                        "on held-out calibration-split images, reverting the costliest "
+                        "quantized ops to float (NNCF accuracy control)")
+    p.add_argument("--holdout-count", type=positive_int, default=16,
+                   help="--max-drop: labelled calibration-split images, not used for "
+                        "calibration, that the budget is measured on (default: 16)")
     p.add_argument("--outputs", nargs="+", default=list(defaults.OUTPUTS),
                    help="graph outputs, checkpoint sources (default: labels logits); labels "
                         "alone is faster but then eval must run at the images' own size")
@@ -58,9 +66,18 @@ def run(args: argparse.Namespace) -> int:
         calib_dir=args.calib_dir, calib_split=args.calib_split, calib_count=args.calib_count,
         calib_method=args.calib_method, bias_correction=args.bias_correction,
         keep_float=args.keep_float, overwrite=args.overwrite,
-        trust_checkpoint=args.trust_checkpoint, winograd=args.winograd, outputs=args.outputs)
+        trust_checkpoint=args.trust_checkpoint, winograd=args.winograd, outputs=args.outputs,
+        max_drop=args.max_drop, holdout_count=args.holdout_count)
     runtime = ", ".join(f"{k}={v}" for k, v in package.meta.get("runtime", {}).items())
     print(f"wrote {package.path} ({package.backend} {package.precision.value}; {runtime})")
+    control = (package.meta.get("calibration") or {}).get("accuracy_control")
+    if control:
+        reverted = control["reverted_ops"]
+        print(f"accuracy control: budget {control['max_drop']} mIoU, measured drop "
+              f"{control['drop']:+.3f} on {control['holdout_count']} held-out images "
+              f"({'met' if control['met'] else 'NOT met'}); reverted to float: "
+              f"{len(reverted)} op(s){': ' + ', '.join(reverted[:5]) if reverted else ''}"
+              f"{' ...' if len(reverted) > 5 else ''}")
     shape = package.meta.get("input", {}).get("shape") or []
     static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
     bench_shape = f" --shape {shape[2]}x{shape[3]}" if static else ""

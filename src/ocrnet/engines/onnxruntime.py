@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from ocrnet.package import Package
 
 _FILE = "model.onnx"
+# NNCF 3.4's ONNX backend does implement quantize_with_accuracy_control, but only over NNCF's
+# own ONNX quantization: it would replace this backend's recipe (ORT's streamed calibration,
+# uint8 activations x int8 per-channel weights, which is what makes every convolution run as
+# QLinearConv) with a different graph than plain `--precision int8` builds. Refused, not faked.
+_NO_ACCURACY_CONTROL = (
+    "--max-drop is not available for onnxruntime: NNCF's ONNX backend has accuracy control, "
+    "but only over its own quantization recipe, not this backend's ORT QDQ recipe (uint8 "
+    "activations, streamed calibration); build --backend openvino --precision int8 "
+    "--max-drop X instead")
 
 
 def _session(path: Path, device: str, threads: int | None) -> Any:
@@ -72,6 +81,8 @@ class OnnxRuntimeEngine(Engine):
     precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.INT8)
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     source: ClassVar[str] = "onnx"
+    calib_methods: ClassVar[tuple[str, ...]] = ("minmax", "entropy", "percentile")
+    why_no_accuracy_control: ClassVar[str] = _NO_ACCURACY_CONTROL
 
     def __init__(self, session: Any, package: Package | None, metadata: dict[str, Any]) -> None:
         super().__init__()
@@ -99,10 +110,12 @@ class OnnxRuntimeEngine(Engine):
             onnx.save(model, target)
             runtime["note"] = "fp16 runs on CUDA only"
         else:
-            from ocrnet.quantize import quantize_onnx_static
+            from ocrnet.engines._onnxruntime_quantize import quantize_static_qdq
 
-            calibration = quantize_onnx_static(source, target, request.calibration,
-                                               **request.options)
+            if request.options.get("max_drop") is not None:
+                raise OcrnetError(_NO_ACCURACY_CONTROL)
+            calibration = quantize_static_qdq(source, target, request.calibration,
+                                              **request.options)
             if request.fix_batch:
                 _fix_batch(target, request.fix_batch)
                 calibration["calibrated_at_batch"] = 1

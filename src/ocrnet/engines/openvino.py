@@ -4,6 +4,12 @@ Trap this file exists to avoid: on CPUs with AVX-512 BF16 or AMX, OpenVINO's CPU
 float models in bf16 unless told otherwise, and it silently runs bf16 when f16 is asked for on
 a CPU without native fp16. We always set `INFERENCE_PRECISION_HINT` to what the package says,
 read it back from the compiled model, and refuse to run if the plugin chose something else.
+int8 packages take the hint of their remainder: `int8` f32, `int8-bf16` bf16, `int8-fp16` f16
+(NNCF's FakeQuantize ops run in int8 whatever the hint; the hint decides everything else).
+
+The manifest's recorded hint is not covered by the files' sha256 (the manifest lists them), so
+opening a package checks that the hint agrees with its precision: an edited hint must never run
+bf16 while every report says fp32.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ocrnet.engines.base import (
     check_input_shape,
     package_metadata,
 )
-from ocrnet.errors import OcrnetError
+from ocrnet.errors import OcrnetError, PackageError
 from ocrnet.precision import Precision
 
 if TYPE_CHECKING:
@@ -29,13 +35,25 @@ if TYPE_CHECKING:
 
 _XML, _BIN = "model.xml", "model.bin"
 #: The plugin's inference precision for each package precision. int8 packages run their
-#: quantized ops in int8 and everything NNCF left unquantized in f32.
-_HINT = {Precision.FP32: "f32", Precision.FP16: "f16", Precision.BF16: "bf16",
-         Precision.INT8: "f32"}
+#: quantized ops in int8 and everything NNCF left unquantized in the remainder's type.
+_HINT = {Precision.FP32: "f32", Precision.FP16: "f16", Precision.BF16: "bf16"}
+#: The plugin's capability a half-precision remainder needs.
+_CAPABILITY = {Precision.FP16: "FP16", Precision.BF16: "BF16"}
+
+
+def hint_of(precision: Precision) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for a package precision (int8: its remainder's)."""
+    return _HINT[precision.remainder]
+
+
+def _instead(precision: Precision) -> str:
+    """What to build instead where the CPU lacks fp16: the bf16 form, never a silent swap."""
+    return {Precision.FP16: "bf16 (or fp32)", Precision.INT8_FP16: "int8-bf16 (or int8)"
+            }.get(precision, "fp32")
 
 
 def _compile(model: Any, device: str, hint: str, threads: int | None = None,
-             pinning: bool | None = None) -> Any:
+             precision: Precision | None = None, pinning: bool | None = None) -> Any:
     import openvino as ov
 
     core = ov.Core()
@@ -55,7 +73,8 @@ def _compile(model: Any, device: str, hint: str, threads: int | None = None,
         raise OcrnetError(
             f"OpenVINO's {ov_device} plugin runs {applied} when {hint} is asked for on this "
             f"machine (capabilities: {caps}); refusing to run another precision. "
-            "Pick a precision this CPU has (e.g. bf16 or fp32)")
+            + (f"Build --precision {_instead(precision)} instead" if precision else
+               "Pick a precision this CPU has (e.g. bf16 or fp32)"))
     return compiled
 
 
@@ -71,18 +90,22 @@ class OpenVinoEngine(Engine):
     modules: ClassVar[tuple[str, ...]] = ("openvino",)
     extra: ClassVar[str] = "openvino"
     precisions: ClassVar[tuple[Precision, ...]] = (
-        Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
+        Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8, Precision.INT8_BF16,
+        Precision.INT8_FP16)
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     source: ClassVar[str] = "onnx"
+    calib_methods: ClassVar[tuple[str, ...]] = ("mixed", "performance")
+    accuracy_control: ClassVar[bool] = True
 
     @classmethod
     def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
-        """fp16/bf16 only where the plugin reports native support (else it would run bf16)."""
+        """Half types (alone or as an int8 remainder) only where the plugin reports native
+        support: elsewhere it would run bf16 for f16, or emulate."""
         import openvino as ov
 
         caps = set(ov.Core().get_property(device.upper(), "OPTIMIZATION_CAPABILITIES"))
-        native = {Precision.FP16: "FP16", Precision.BF16: "BF16"}
-        return tuple(p for p in cls.precisions if p not in native or native[p] in caps)
+        return tuple(p for p in cls.precisions
+                     if p.remainder not in _CAPABILITY or _CAPABILITY[p.remainder] in caps)
 
     def __init__(self, compiled: Any, package: Package, metadata: dict[str, Any]) -> None:
         super().__init__()
@@ -97,18 +120,17 @@ class OpenVinoEngine(Engine):
     def build(cls, request: BuildRequest, out_dir: Path) -> BuildOutput:
         import openvino as ov
 
-        hint = _HINT[request.precision]
+        hint = hint_of(request.precision)
         model = ov.convert_model(str(request.onnx_file()))
         calibration = None
-        if request.precision is Precision.INT8:
-            from ocrnet.quantize import quantize_openvino
-
-            model, calibration = quantize_openvino(model, request.calibration, **request.options)
+        if request.precision.quantized:
+            # Fail before calibrating (minutes), not after, when the CPU lacks the remainder.
+            _compile(model, request.device, hint, precision=request.precision)
+            model, calibration = _quantize(model, request, hint)
             if request.fix_batch:
                 model.reshape(list(request.input_shape))
                 calibration["calibrated_at_batch"] = 1
-        # Fail the build, not the first run, when this CPU cannot honour the precision.
-        compiled = _compile(model, request.device, hint)
+        compiled = _compile(model, request.device, hint, precision=request.precision)
         # fp16 packages store fp16 weights (half the size); others keep float32 weights so
         # that the runtime precision is only what the hint says.
         ov.save_model(model, str(out_dir / _XML),
@@ -116,6 +138,9 @@ class OpenVinoEngine(Engine):
         runtime = {"device": request.device.upper(), "inference_precision_hint": hint,
                    "inference_precision_applied": _applied_hint(compiled),
                    "weights": "f16" if request.precision is Precision.FP16 else "f32"}
+        if request.precision.quantized:
+            runtime["quantized_ops"] = "int8 (NNCF FakeQuantize)"
+            runtime["remainder"] = request.precision.remainder.value
         return BuildOutput(runtime=runtime, calibration=calibration)
 
     # --- open ---------------------------------------------------------------------------------
@@ -123,10 +148,10 @@ class OpenVinoEngine(Engine):
     def open(cls, package: Package, device: str = "cpu", **opts: Any) -> OpenVinoEngine:
         import openvino as ov
 
-        hint = package.meta.get("runtime", {}).get("inference_precision_hint") \
-            or _HINT[package.precision]
+        hint = _recorded_hint(package)
         model = ov.Core().read_model(str(package.file(_XML)), str(package.file(_BIN)))
-        compiled = _compile(model, device, hint, opts.get("threads"), opts.get("pinning"))
+        compiled = _compile(model, device, hint, opts.get("threads"), package.precision,
+                            opts.get("pinning"))
         meta = package_metadata(package, device,
                                 inference_precision_applied=_applied_hint(compiled))
         return cls(compiled, package, meta)
@@ -147,3 +172,27 @@ class OpenVinoEngine(Engine):
     def _close_impl(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def _recorded_hint(package: Package) -> str:
+    """The package's recorded hint, which must be the one its precision implies."""
+    want = hint_of(package.precision)
+    recorded = package.meta.get("runtime", {}).get("inference_precision_hint") or want
+    if recorded != want:
+        raise PackageError(
+            f"package {package.path} says precision {package.precision.value} but records "
+            f"inference precision hint {recorded!r} (that precision runs {want!r}); its "
+            "manifest was edited or is corrupt: rebuild it with `ocrnet build`")
+    return want
+
+
+def _quantize(model: Any, request: BuildRequest, hint: str) -> tuple[Any, dict[str, Any]]:
+    """NNCF int8, plain or within `options["max_drop"]` mIoU points on held-out images."""
+    from ocrnet.engines import _openvino_quantize as q
+
+    options = dict(request.options)
+    max_drop = options.pop("max_drop", None)
+    if max_drop is None:
+        return q.quantize(model, request.calibration, **options)
+    return q.quantize_within(model, request.calibration, request.validation or [],
+                             max_drop=max_drop, hint=hint, **options)
