@@ -31,6 +31,10 @@ DEMO_SCALE = (512, 256)
 BUILD_RECIPE = "each precision exported from the checkpoint; Winograd for fp32/bf16 (2026-11)"
 #: What `ocrnet run` compares unless told otherwise, kept to those this machine runs natively.
 DEFAULT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: int8 with a half-precision remainder, fastest first: `run` adds the first one this machine
+#: runs natively (bf16 first: AMX and AVX-512 BF16 have bf16 matmul units, fp16 is AVX-512 FP16
+#: vector arithmetic on most CPUs that have it).
+HALF_REMAINDER_INT8 = ("int8-bf16", "int8-fp16")
 
 Say = Callable[[str], None]
 
@@ -50,6 +54,8 @@ class RunConfig:
     bench_batches: Sequence[int] = (1,)
     samples: int = 3  # overlays in the report
     progress: bool = True
+    max_drop: float | None = None  # fail the run if a ΔmIoU interval reaches below -max_drop
+    resamples: int = 2000  # paired bootstrap resamples for the ΔmIoU intervals
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,8 +126,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     backend = get_backend(cfg.backend)
     backend.require()
     if cfg.precisions is None:
-        runnable = backend.runnable_precisions("cpu")
-        precisions = [p for p in map(Precision.parse, DEFAULT_PRECISIONS) if p in runnable]
+        precisions = default_precisions(backend.runnable_precisions("cpu"))
     else:
         precisions = [backend.check_precision(p) for p in cfg.precisions]
     cache = StepCache(out, say)
@@ -145,7 +150,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     for p in precisions:
         pkg = out / "packages" / f"{cfg.backend}-{p.value}"
         options = {"backend": cfg.backend, "precision": p.value, "shape": shape,
-                   "calib": [cfg.calib_count, cfg.calib_method] if p is Precision.INT8 else None}
+                   "calib": [cfg.calib_count, cfg.calib_method] if p.quantized else None}
         key = cache.key(step="build", checkpoint=ckpt_sha, recipe=BUILD_RECIPE, **options)
         cache.run(f"build-{cfg.backend}-{p.value}", key,
                   lambda p=p, pkg=pkg: _build(checkpoint, pkg, cfg, p, shape, calib_dir),
@@ -158,20 +163,72 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     evals: dict[str, dict[str, Any]] = {}
     for label, _backend, _precision, path in models:
         key = cache.key(step="eval", model=_model_identity(path), **common)
+        stack = cache.dir / f"eval-{_slug(label)}.npz"
         evals[label] = cache.run(
             f"eval-{_slug(label)}", key,
-            lambda path=path: _eval(path, data_root, scale, cfg))
+            lambda path=path, stack=stack: _eval(path, data_root, scale, cfg, stack),
+            valid=lambda _r, stack=stack: stack.exists())
+    intervals = _intervals(models, cache.dir, cfg.resamples)
 
     bench_key = cache.key(step="bench", models=[_model_identity(m[3]) for m in models],
                           shape=shape, duration=cfg.bench_duration,
                           batches=list(cfg.bench_batches))
     bench = cache.run("bench", bench_key, lambda: _bench([m[3] for m in models], shape, cfg))
 
-    report = _report(cfg, models, evals, bench, checkpoint, data_root, scale, shape)
+    report = _report(cfg, models, evals, bench, checkpoint, data_root, scale, shape,
+                     intervals=intervals)
     _write_report(out, report, cfg, packages, data_root, scale)
     say(_table(report))
     say(f"report: {out / 'report.md'}  (JSON: {out / 'report.json'})")
+    if cfg.max_drop is not None:
+        check_max_drop(report, cfg.max_drop)
     return report
+
+
+def default_precisions(runnable: Sequence[Precision]) -> list[Precision]:
+    """DEFAULT_PRECISIONS this machine runs natively, plus its fastest native int8 form."""
+    chosen = [p for p in map(Precision.parse, DEFAULT_PRECISIONS) if p in runnable]
+    half = next((p for p in map(Precision.parse, HALF_REMAINDER_INT8) if p in runnable), None)
+    return chosen + ([half] if half else [])
+
+
+class AccuracyGateError(OcrnetError):
+    """`run --max-drop X`: some precision's ΔmIoU interval reaches below -X."""
+
+
+def check_max_drop(report: dict[str, Any], max_drop: float) -> None:
+    """Raise `AccuracyGateError` naming each precision whose 95% interval's lower bound of
+    ΔmIoU (vs PyTorch eager fp32) is below -max_drop mIoU points."""
+    failed = [r for r in report["results"] if r.get("delta_ci")
+              and r["delta_ci"][0] < -max_drop]
+    if failed:
+        names = ", ".join(f"{r['precision']} ({r['backend']}: ΔmIoU {r['delta_mIoU']:+.3f}, "
+                          f"95% CI [{r['delta_ci'][0]:+.3f}, {r['delta_ci'][1]:+.3f}])"
+                          for r in failed)
+        raise AccuracyGateError(f"--max-drop {max_drop}: the ΔmIoU interval of {names} reaches "
+                                f"below -{max_drop} mIoU points (report written)")
+
+
+def _intervals(models: list[tuple[str, str, str, Path]], steps: Path, resamples: int
+               ) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap ΔmIoU intervals of every model vs the first (PyTorch eager fp32)."""
+    import numpy as np
+
+    from ocrnet.stats import paired_bootstrap
+
+    def load(label: str) -> tuple[np.ndarray, list[str]]:
+        with np.load(steps / f"eval-{_slug(label)}.npz") as z:
+            return z["per_image"], [str(i) for i in z["image_ids"]]
+
+    ref, ref_ids = load(models[0][0])
+    out = {}
+    for label, *_ in models[1:]:
+        stack, ids = load(label)
+        if ids != ref_ids:  # same split, limit and data: a mismatch is a stale step
+            raise OcrnetError(f"the evaluations of {models[0][0]} and {label} scored different "
+                              f"images; delete {steps} and run again")
+        out[label] = paired_bootstrap(stack, ref, resamples=resamples).to_json()
+    return out
 
 
 def _inputs(cfg: RunConfig, out: Path, cache: StepCache
@@ -230,16 +287,27 @@ def _build(source: Path, pkg: Path, cfg: RunConfig, p: Precision, shape: list[in
 
     package = build_package(
         source, pkg, backend=cfg.backend, precision=p, shape=shape, overwrite=True,
-        calib_dir=calib_dir if p is Precision.INT8 else None, calib_count=cfg.calib_count,
+        calib_dir=calib_dir if p.quantized else None, calib_count=cfg.calib_count,
         calib_method=cfg.calib_method)
     return {"package": str(pkg), "runtime": package.meta.get("runtime")}
 
 
-def _eval(path: Path, data_root: Path, scale: tuple[int, int], cfg: RunConfig) -> dict[str, Any]:
+def _eval(path: Path, data_root: Path, scale: tuple[int, int], cfg: RunConfig,
+          stack: Path) -> dict[str, Any]:
+    """Score one model; its per-image confusion matrices go to `stack` (.npz) for the
+    paired bootstrap (2.9 kB an image; the step's JSON keeps the summary)."""
+    import io
+
+    import numpy as np
+
     from ocrnet.evaluate import evaluate
+    from ocrnet.fileio import atomic_write_bytes
 
     result = evaluate(str(path), data_root, split="val", limit=cfg.limit, scale=scale,
                       progress=cfg.progress)
+    buf = io.BytesIO()
+    np.savez(buf, per_image=result.per_image, image_ids=np.asarray(result.image_ids))
+    atomic_write_bytes(stack, buf.getvalue())
     return result.to_json()
 
 
@@ -255,7 +323,8 @@ def _bench(paths: list[Path], shape: list[int], cfg: RunConfig) -> dict[str, Any
 # --- the report -------------------------------------------------------------------------------
 def _report(cfg: RunConfig, models: list[tuple[str, str, str, Path]],
             evals: dict[str, dict[str, Any]], bench: dict[str, Any], checkpoint: Path,
-            data_root: Path, scale: tuple[int, int], shape: list[int]) -> dict[str, Any]:
+            data_root: Path, scale: tuple[int, int], shape: list[int], *,
+            intervals: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     by_model = {}
     for r in bench["results"]:
         if r["batch"] == min(cfg.bench_batches):
@@ -266,7 +335,10 @@ def _report(cfg: RunConfig, models: list[tuple[str, str, str, Path]],
     rows = []
     for (label, backend, precision, _path), r in zip(models, bench_rows, strict=True):
         e = evals[label]
+        ci = (intervals or {}).get(label)
         rows.append({
+            "delta_ci": [ci["ci_low"], ci["ci_high"]] if ci else None,
+            "delta_interval": ci,
             "model": label, "precision": precision, "backend": backend,
             "mIoU": e["mIoU"], "aAcc": e["aAcc"], "mAcc": e["mAcc"],
             "delta_mIoU": None if e["mIoU"] is None else round(e["mIoU"] - fp32_miou, 3),
@@ -294,21 +366,32 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _table(report: dict[str, Any]) -> str:
-    head = ["precision", "backend", "mIoU", "ΔmIoU", "aAcc", "mAcc", "p50 ms", "img/s",
-            "vs eager fp32"]
-    rows = [[r["precision"], r["backend"], _fmt(r["mIoU"]), _fmt(r["delta_mIoU"], 3),
+def _rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per model for the summary tables (terminal and Markdown)."""
+    return [[r["precision"], r["backend"], _fmt(r["mIoU"]), _delta_cell(r),
              _fmt(r["aAcc"]), _fmt(r["mAcc"]), _fmt(r["latency_ms_p50"], 1),
              _fmt(r["throughput_ips"]), f"{_fmt(r['ratio_to_fp32_eager'])}x"]
             for r in report["results"]]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    lines = [" | ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True))
-             for row in [head, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
+
+
+def _delta_cell(row: dict[str, Any]) -> str:
+    """ΔmIoU with its 95% paired bootstrap interval, e.g. `-0.072 [-0.110, -0.031]`."""
+    ci = row.get("delta_ci")
+    text = _fmt(row["delta_mIoU"], 3)
+    return f"{text} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else text
+
+
+def _table(report: dict[str, Any]) -> str:
+    from ocrnet.tables import text_table
+
+    head = ["precision", "backend", "mIoU", "ΔmIoU", "aAcc", "mAcc", "p50 ms", "img/s",
+            "vs eager fp32"]
+    return text_table(head, _rows(report), left=2)
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    from ocrnet.tables import markdown_table
+
     kind = ("demo: the shipped synthetic-scenes model on generated validation scenes"
             if report["demo"] else "checkpoint on Cityscapes")
     lines = [
@@ -320,22 +403,15 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- machine: {(report.get('machine') or {}).get('cpu', 'n/a')}",
         f"- date: {report['date']}, ocrnet {report['ocrnet']}", "",
         "## Accuracy and speed", "",
-        "| precision | backend | mIoU | ΔmIoU vs eager | aAcc | mAcc | p50 latency (ms) | "
-        "throughput (img/s) | vs PyTorch eager fp32 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        markdown_table(["precision", "backend", "mIoU", "ΔmIoU vs eager [95% CI]", "aAcc", "mAcc",
+                        "p50 latency (ms)", "throughput (img/s)", "vs PyTorch eager fp32"],
+                       _rows(report), left=2),
     ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['precision']} | {r['backend']} | {_fmt(r['mIoU'])} | {_fmt(r['delta_mIoU'], 3)}"
-            f" | {_fmt(r['aAcc'])} | {_fmt(r['mAcc'])} | {_fmt(r['latency_ms_p50'], 1)} | "
-            f"{_fmt(r['throughput_ips'])} | {_fmt(r['ratio_to_fp32_eager'])}x |")
+    per_class = [[name, *(_fmt(r["classes"][i]["IoU"]) for r in report["results"])]
+                 for i, name in enumerate(CLASSES)]
     lines += ["", "![mIoU and throughput per precision](summary.png)", "",
               "## Per-class IoU (%)", "",
-              "| class | " + " | ".join(r["model"] for r in report["results"]) + " |",
-              "|---|" + "---|" * len(report["results"])]
-    for i, name in enumerate(CLASSES):
-        cells = [_fmt(r["classes"][i]["IoU"]) for r in report["results"]]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+              markdown_table(["class", *(r["model"] for r in report["results"])], per_class)]
     lines += ["", "## Samples (image | fp32 package | int8 (or lowest) package | ground truth)", ""]
     lines += [f"![sample {i}](samples/sample_{i}.png)" for i in range(report.get("samples", 0))]
     return "\n".join(lines) + "\n"
@@ -346,10 +422,9 @@ def _write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
     from ocrnet import visualize
 
     report["samples"] = _write_samples(out / "samples", cfg, packages, data_root, scale)
-    visualize.bar_chart(
-        [{"label": r["model"], "mIoU": r["mIoU"], "throughput (img/s)": r["throughput_ips"]}
-         for r in report["results"]],
-        ["mIoU", "throughput (img/s)"], out / "summary.png", label_key="label")
+    visualize.precision_chart(report["results"], out / "summary.png", max_drop=cfg.max_drop,
+                              title=f"{report['num_images']} val images, "
+                              f"{'x'.join(map(str, report['input_shape']))}")
     from ocrnet.fileio import atomic_write_text
 
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=str) + "\n")
@@ -370,7 +445,9 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
     if not samples:
         return 0
     folder.mkdir(parents=True, exist_ok=True)
-    low = packages.get("int8") or next(reversed(packages.values()), None)
+    low = packages.get("int8") or next((v for k, v in packages.items()
+                                        if Precision.parse(k).quantized),
+                                       next(reversed(packages.values()), None))
     engines = [open_model(p) for p in ([packages["fp32"]] if "fp32" in packages else [])]
     if low is not None and (not engines or low != packages.get("fp32")):
         engines.append(open_model(low))

@@ -16,6 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=positive_int, help="use at most this many images")
     add_device(p)
     add_trust(p)
+    p.add_argument("--explain", action="store_true",
+                   help="also: label-flip matrix, flips on boundaries vs interiors, a heat-map, "
+                        "and the layers adding the most error (ONNX-based packages)")
+    p.add_argument("--explain-dir", metavar="DIR",
+                   help="--explain: where explain.md and the heat-maps go (default: "
+                        "compare-explain)")
+    p.add_argument("--top-k", type=positive_int, default=10,
+                   help="--explain: worst layers listed (default: 10)")
     add_output(p, json_help="also write the report as JSON here", progress=False)
     p.set_defaults(handler=run)
 
@@ -26,6 +34,17 @@ def run(args: argparse.Namespace) -> int:
     report = compare_models(args.models, args.images, reference=args.reference,
                             device=args.device, count=args.count, json_out=args.json_out,
                             trust_checkpoint=args.trust_checkpoint,
-                            trust_package=args.trust_package)
+                            trust_package=args.trust_package, explain=args.explain,
+                            explain_dir=args.explain_dir, top_k=args.top_k)
     print(format_table(report))
+    if args.explain:
+        for row in report["models"]:
+            layers = row["explain"]["layers"]
+            worst = (layers.get("worst") or [{}])[0]
+            flips = row["explain"]["flips"]
+            print(f"{row['model']}: flips boundary {100 * flips['flip_rate_boundary']:.3f}% vs "
+                  f"interior {100 * flips['flip_rate_interior']:.4f}%; "
+                  + (f"worst layer {worst['layer']} (adds {worst['added_rel_err']:.2e} rel. err)"
+                     if worst else f"no per-layer divergence: {layers.get('skipped')}"))
+        print(f"explain: {report['explain_markdown']}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ocrnet import defaults
 from ocrnet.cli.options import (
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write <city>_<seq>_<frame>_pred_labelIds.png (official labelIds) here")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable or inconsistent images/labels, list them in the JSON")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="also evaluate this model (e.g. the fp32 checkpoint) on the same images "
+                        "and report ΔmIoU with its 95%% paired bootstrap interval")
     add_output(p)
     p.set_defaults(handler=run)
 
@@ -57,6 +61,23 @@ def model_of(args: argparse.Namespace) -> str | None:
     if len(named) > 1:
         raise OcrnetError("name the model once: MODEL, --checkpoint or --model (aliases)")
     return named[0] if named else None
+
+
+def _against_reference(args: argparse.Namespace, result: Any) -> None:
+    """Evaluate --reference with the same options; put ΔmIoU and its interval in the result."""
+    from ocrnet.evaluate import evaluate
+
+    if args.predictions:
+        raise OcrnetError("--reference needs a MODEL: saved predictions keep no per-image "
+                          "matrices to pair with")
+    ref = evaluate(args.reference, args.data_root, args.split, args.limit, args.batch_size,
+                   scale=args.scale, device=args.device, skip_bad=args.skip_bad,
+                   resize=args.resize, workers=args.workers, progress=args.progress,
+                   trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
+    ci = result.delta_vs(ref)
+    result.extra["reference"] = {"model": args.reference, "mIoU": ref.to_json()["mIoU"],
+                                 **ci.to_json()}
+    print(f"ΔmIoU vs {args.reference}: {ci}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             progress=args.progress, trust_checkpoint=args.trust_checkpoint,
             trust_package=args.trust_package, threads=args.threads, ray=args.ray,
         )
+    if getattr(args, "reference", None):
+        _against_reference(args, result)
     print(result.table())
     print(f"\n{result.num_images} images ({args.split}) from {args.data_root}")
     scale = result.extra.get("scale")

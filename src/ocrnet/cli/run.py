@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds of timed inference per model (default: 5)")
     p.add_argument("--bench-batches", type=positive_int, nargs="+",
                    help="batch sizes to benchmark (default: 1)")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="exit 1 naming each precision whose 95%% ΔmIoU interval (paired "
+                        "bootstrap vs PyTorch eager fp32) reaches below -POINTS")
+    p.add_argument("--resamples", type=positive_int,
+                   help="bootstrap resamples for the ΔmIoU intervals (default: 2000)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=run)
 
