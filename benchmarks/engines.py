@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from ocrnet.bench import BenchReport, benchmark
+from ocrnet.bench import BenchSettings, benchmark
+from ocrnet.bench.isolate import benchmark_isolated
 from ocrnet.build import build_package
 from ocrnet.errors import OcrnetError
 from ocrnet.pipeline import DEMO_CHECKPOINT
@@ -40,21 +39,6 @@ def _calibration_root(work: Path, h: int, w: int, count: int) -> Path:
     return root
 
 
-def _isolated(models: list[str], n: int, h: int, w: int, args: argparse.Namespace,
-              out: Path) -> BenchReport:
-    """`ocrnet bench --isolate`: each model in a process of its own (batch 8 at 1024x2048 does
-    not fit eager + several engines in one process's memory here)."""
-    report = out / f"isolated_{n}x{h}x{w}.json"
-    command = [sys.executable, "-m", "ocrnet", "bench", *models, "--isolate", "--batch", str(n),
-               "--shape", f"{h}x{w}", "--json", str(report)]
-    command += (["--iterations", str(args.iterations)] if args.iterations
-                else ["--duration", str(args.duration)])
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    subprocess.run(command, check=True)
-    return BenchReport.from_json(json.loads(report.read_text()))
-
-
 def _parse(shape: str) -> tuple[int, int, int]:
     """'512x1024' (batch 1) or '8x1024x2048' -> (N, H, W)."""
     dims = [int(v) for v in shape.lower().split("x")]
@@ -67,7 +51,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["512x1024", "1024x2048"])
     parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS,
                         help="backend:precision, or backend:precision:plain for the graph "
-                             "without Winograd (to see what it buys)")
+                             "without Winograd (to see what it buys), or "
+                             "backend:int8:maxdrop=X for int8 built within X mIoU points "
+                             "(accuracy control on held-out generated train scenes)")
     parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per row")
     parser.add_argument("--iterations", type=int, help="timed calls per row instead of seconds")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
@@ -91,16 +77,21 @@ def main() -> None:
         for row in args.rows:
             backend, precision, *variant = row.split(":")
             winograd = False if variant == ["plain"] else args.winograd
+            budget = dict(v.replace("maxdrop=", "max_drop=").split("=", 1) for v in variant
+                          if v.startswith("maxdrop="))
             pkg = work / "-".join([backend, precision, *variant, f"{n}x{h}x{w}"])
             if not (pkg / "ocrnet.json").exists():
-                calib = (_calibration_root(work, h, w, args.calib_count)
-                         if precision == "int8" else None)
+                # A budget also needs held-out labelled scenes: its own, larger set.
+                calib = (_calibration_root(work / "holdout" if budget else work, h, w,
+                                           2 * args.calib_count if budget else args.calib_count)
+                         if precision.startswith("int8") else None)
                 started = time.perf_counter()
                 try:
                     # from the checkpoint: each build exports the graph its precision wants
                     build_package(args.checkpoint, pkg, backend=backend, precision=precision,
                                   shape=[n, 3, h, w], calib_dir=calib, outputs=args.outputs,
                                   winograd=winograd,
+                                  **{k: float(v) for k, v in budget.items()},
                                   calib_count=args.calib_count, overwrite=True)
                 except OcrnetError as err:
                     skipped[row] = str(err)
@@ -108,12 +99,13 @@ def main() -> None:
                     continue
                 print(f"built {pkg} in {time.perf_counter() - started:.0f} s")
             models.append(str(pkg))
-        if args.isolate:
-            report = _isolated(models, n, h, w, args, out)
+        settings = BenchSettings(batch=n, shape=(h, w), iterations=args.iterations,
+                                 duration=None if args.iterations else args.duration,
+                                 threads=args.threads)
+        if args.isolate:  # a process per model: batch 8 at 1024x2048 does not fit them all
+            report = benchmark_isolated(models, settings)
         else:
-            report = benchmark(models, batch=n, shape=(h, w),
-                               duration=None if args.iterations else args.duration,
-                               iterations=args.iterations, threads=args.threads, progress=print)
+            report = benchmark(models, settings, progress=print)
         print(report.table())
         data = report.to_json()
         data["skipped"] = skipped

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from ocrnet import bench
-from ocrnet.bench import LATENCY_KEYS, benchmark, latency_stats, parse_shape, synthetic_batch
+from ocrnet.bench import (
+    LATENCY_KEYS,
+    benchmark,
+    latency_stats,
+    parse_shape,
+    synthetic_batch,
+    timing,
+)
 from ocrnet.engines.base import Engine, InferResult
 from ocrnet.errors import OcrnetError, PackageError
 
@@ -100,7 +107,8 @@ def test_measured_statistics_of_alternating_sleeps() -> None:
 
 
 class VirtualClock:
-    """Stands in for `time` in ocrnet.bench: engines advance it, so durations are exact."""
+    """Stands in for `time` in ocrnet.bench.timing (the benchmark's one clock): engines advance
+    it, so durations are exact."""
 
     def __init__(self) -> None:
         self.ns = 0
@@ -118,7 +126,7 @@ class VirtualClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     virtual = VirtualClock()
-    monkeypatch.setattr(bench, "time", virtual)
+    monkeypatch.setattr(timing, "time", virtual)
     return virtual
 
 
@@ -292,6 +300,62 @@ def test_conflicting_options() -> None:
         quick(SleepEngine("x"), batch=[0])
 
 
+# --- settings --------------------------------------------------------------------------------
+def test_settings_defaults_and_normalisation(tmp_path: Any) -> None:
+    from ocrnet.bench.settings import DURATION_S, WARMUP_S, BenchSettings
+
+    s = BenchSettings()
+    assert s.shape == (1024, 2048) and s.batch == (1,) and s.device == "cpu"
+    assert s.warmup_seconds == WARMUP_S and s.duration_s == DURATION_S
+    s = BenchSettings(batch=8, shape="64x128", end_to_end=tmp_path, warmup=3, iterations=2)
+    assert s.batch == (8,) and s.shape == (64, 128) and s.end_to_end == str(tmp_path)
+    assert s.warmup_seconds == 0.0 and s.duration_s is None
+    assert BenchSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
+    with pytest.raises(OcrnetError, match="unknown benchmark settings: bogus"):
+        BenchSettings.from_json({"bogus": 1})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("iterations", 0), ("iterations", 2.5), ("duration", 0), ("duration", -1.0),
+    ("batch", [1, 0]), ("streams", 0), ("threads", 0), ("min_iterations", 0), ("warmup", -1),
+    ("warmup_s", -0.5), ("round_s", -1.0), ("seed", -1), ("device", ""),
+])
+def test_settings_reject_out_of_range(field: str, value: Any) -> None:
+    from ocrnet.bench.settings import BenchSettings
+    from ocrnet.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=f"^{field} must be"):
+        BenchSettings(**{field: value})
+
+
+def test_settings_reject_conflicts_and_bad_shapes() -> None:
+    from ocrnet.bench.settings import BenchSettings
+
+    with pytest.raises(OcrnetError, match="batch must list at least one"):
+        BenchSettings(batch=[])
+    with pytest.raises(OcrnetError, match="not both"):
+        BenchSettings(warmup=1, warmup_s=1.0)
+    with pytest.raises(OcrnetError, match="HEIGHTxWIDTH"):
+        BenchSettings(shape="0x64")
+
+
+def test_invalid_settings_fail_before_any_model_opens() -> None:
+    opened = []
+    with pytest.raises(OcrnetError, match="iterations must be"):
+        benchmark([lambda: opened.append(1) or SleepEngine("x")], shape=SHAPE, iterations=0)
+    assert opened == []
+
+
+def test_settings_module_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ocrnet.bench.settings; "
+            "print(sorted({'numpy', 'torch', 'cv2', 'ocrnet.engines'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --- CLI -------------------------------------------------------------------------------------
 def test_cli_writes_json_markdown_png(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -365,6 +429,30 @@ def test_cli_user_error_exits_1(tmp_path: Any, capsys: pytest.CaptureFixture[str
     assert "no model at" in capsys.readouterr().err
     assert main(["bench", str(tmp_path), "--shape", "12"]) == 1
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--iterations", "0"], ["--duration", "0"], ["--batch", "0"],
+                                 ["--streams", "-1"], ["--warmup", "-1"]])
+def test_cli_rejects_nonsense_numbers_up_front(tmp_path: Any, bad: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ocrnet.cli import main
+
+    with pytest.raises(SystemExit) as exited:  # a usage error, before any model opens
+        main(["bench", str(tmp_path / "never-opened"), *bad])
+    assert exited.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_cli_options_are_the_settings_fields() -> None:
+    """Every BenchSettings field is an option of the same name, default read from it."""
+    import argparse
+
+    from ocrnet.bench import BenchSettings
+    from ocrnet.cli import bench as cli_bench
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli_bench.register(sub)
+    args = sub.choices["bench"].parse_args(["m.pth"])
+    assert cli_bench.settings_of(args) == BenchSettings()
 
 
 # --- FLOPs -----------------------------------------------------------------------------------

@@ -1,15 +1,29 @@
-"""`ocrnet bench MODEL...`: latency and throughput, interleaved, with ratios to the first MODEL."""
+"""`ocrnet bench MODEL...`: latency and throughput, interleaved, with ratios to the first MODEL.
+
+Every option is the `BenchSettings` field of the same name: the defaults shown here are read
+from it and its checks run before any model opens (argparse types refuse `--iterations 0` and
+the like as usage errors first).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import TYPE_CHECKING
 
-from ocrnet.errors import OcrnetError
+from ocrnet.bench.settings import DURATION_S, WARMUP_S, BenchSettings
+from ocrnet.cli.options import (
+    add_device,
+    add_model,
+    add_output,
+    add_trust,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
-if TYPE_CHECKING:
-    from ocrnet.bench import BenchReport
+_DEFAULT = BenchSettings()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,87 +31,65 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="latency and throughput of engines/checkpoints, side by side",
         description="Measure each MODEL at each batch size, interleaved round-robin so machine "
                     "drift hits all alike; ratios are throughput relative to the first MODEL.")
-    p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="engine package directory or .pth checkpoint (PyTorch eager baseline)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default: 1)")
-    p.add_argument("--shape", default="1024x2048", help="input HEIGHTxWIDTH (default: 1024x2048)")
+    add_model(p, nargs="+", what="engine package folder, .onnx or .pth checkpoint (PyTorch "
+                                 "eager); the first is the baseline of the ratios")
+    d = _DEFAULT
+    p.add_argument("--batch", type=positive_int, nargs="+", default=list(d.batch),
+                   help=f"batch sizes (default: {' '.join(map(str, d.batch))})")
+    # Parsed by BenchSettings (ocrnet.shapes' HxW grammar): a bad size is a one-line user
+    # error (exit 1), as bench has always answered it.
+    p.add_argument("--shape", metavar="HxW", default=str(d.shape),
+                   help=f"input HEIGHTxWIDTH (default: {d.shape})")
     warm = p.add_mutually_exclusive_group()
-    warm.add_argument("--warmup", type=int, help="warm-up calls after the first inference")
-    warm.add_argument("--warmup-s", type=float, help="warm-up seconds (default: 1)")
-    timed = p.add_mutually_exclusive_group()
-    timed.add_argument("--iterations", type=int, help="timed calls per model x batch")
-    timed.add_argument("--duration", type=float,
-                     help="seconds of timed calls per model x batch (default: 10)")
-    p.add_argument("--min-iterations", type=int, default=5,
-                   help="with --duration, at least this many calls (default: 5)")
-    p.add_argument("--threads", type=int, help="inference threads for engines opened here")
-    p.add_argument("--streams", type=int, default=1,
+    warm.add_argument("--warmup", type=non_negative_int,
+                      help="warm-up calls after the first inference")
+    warm.add_argument("--warmup-s", type=non_negative_float,
+                      help=f"warm-up seconds (default: {WARMUP_S:g})")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--iterations", type=positive_int, help="timed calls per model x batch")
+    stop.add_argument("--duration", type=positive_float,
+                      help=f"seconds of timed calls per model x batch (default: {DURATION_S:g})")
+    p.add_argument("--min-iterations", type=positive_int, default=d.min_iterations,
+                   help=f"with --duration, at least this many calls (default: {d.min_iterations})")
+    p.add_argument("--threads", type=positive_int, help="inference threads for engines opened here")
+    p.add_argument("--streams", type=positive_int, default=d.streams,
                    help="also measure throughput with K requests in flight")
-    p.add_argument("--device", default="cpu", help="device for checkpoints/engines (cpu, cuda)")
-    p.add_argument("--round-s", type=float, default=0.5,
-                   help="length of one model's block in the round-robin (default: 0.5)")
-    p.add_argument("--seed", type=int, help="input seed (default: from the clock, recorded)")
+    add_device(p, help="device for checkpoints/engines (cpu, cuda)")
+    p.add_argument("--round-s", type=non_negative_float, default=d.round_s,
+                   help=f"length of one model's block in the round-robin (default: {d.round_s:g})")
+    p.add_argument("--seed", type=non_negative_int,
+                   help="input seed (default: from the clock, recorded)")
     p.add_argument("--end-to-end", metavar="DIR",
                    help="also time image files -> label PNGs for the images in DIR")
+    add_trust(p)
     p.add_argument("--isolate", action="store_true",
                    help="measure each MODEL in a process of its own, one after another (for "
                         "models too big to share memory; not interleaved, same inputs)")
-    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report as JSON")
+    add_output(p, json_help="write the report as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="write latency/throughput plots (PNG)")
     p.set_defaults(handler=run)
 
 
-_BENCH_PASSED_ON = ("shape", "warmup", "warmup_s", "iterations", "duration", "min_iterations",
-                    "threads", "streams", "device", "round_s", "seed", "end_to_end")
-
-
-def _bench_isolated(args: argparse.Namespace) -> BenchReport:
-    """Run `ocrnet bench` once per model in a fresh process and merge the reports."""
-    import json
-    import subprocess
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from ocrnet.bench import BenchReport, merge_reports
-
-    if args.seed is None:
-        args.seed = time.time_ns() % 2**31  # one seed: every process measures the same inputs
-    options = ["--batch", *map(str, args.batch)]
-    for name in _BENCH_PASSED_ON:
-        value = getattr(args, name)
-        if value is not None:
-            options += [f"--{name.replace('_', '-')}", str(value)]
-    reports = []
-    with tempfile.TemporaryDirectory(prefix="ocrnet-bench-") as tmp:
-        for i, model in enumerate(args.models):
-            out = Path(tmp) / f"{i}.json"
-            print(f"[{i + 1}/{len(args.models)}] {model}: own process", file=sys.stderr,
-                  flush=True)
-            done = subprocess.run([sys.executable, "-m", "ocrnet", "bench", model, *options,
-                                   "--json", str(out)], stdout=subprocess.DEVNULL)
-            if done.returncode != 0:
-                killed = ", killed: out of memory?" if done.returncode < 0 else ""
-                raise OcrnetError(f"benchmarking {model} in its own process failed (exit "
-                                  f"{done.returncode}{killed}); its messages are above")
-            reports.append(BenchReport.from_json(json.loads(out.read_text())))
-    return merge_reports(reports)
+def settings_of(args: argparse.Namespace) -> BenchSettings:
+    """The `BenchSettings` the options name: each field is the option of the same name."""
+    return BenchSettings(**{f.name: getattr(args, f.name)
+                            for f in dataclasses.fields(BenchSettings)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrnet.bench import benchmark
-
+    settings = settings_of(args)
     if args.isolate and len(args.models) > 1:
-        report = _bench_isolated(args)
+        from ocrnet.bench.isolate import benchmark_isolated
+
+        report = benchmark_isolated(args.models, settings, progress=args.progress)
     else:
-        report = benchmark(
-            args.models, batch=args.batch, shape=args.shape, warmup=args.warmup,
-            warmup_s=args.warmup_s, iterations=args.iterations, duration=args.duration,
-            min_iterations=args.min_iterations, threads=args.threads, streams=args.streams,
-            device=args.device, round_s=args.round_s, seed=args.seed, end_to_end=args.end_to_end,
-            progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-        )
+        from ocrnet.bench import benchmark
+
+        def say(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+        report = benchmark(args.models, settings, progress=say if args.progress else None)
     print(report.table())
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
