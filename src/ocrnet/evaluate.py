@@ -31,6 +31,7 @@ from ocrnet.data.cityscapes import (
     label_ids_to_train_ids,
     read_label,
 )
+from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.images import read_image as _read_image_file
 from ocrnet.data.loader import BadFileError, Batch, Loader, SkippedFile, bounded_map
 from ocrnet.data.transforms import Scale
@@ -113,6 +114,7 @@ def evaluate(
     trust_package: bool = False,
     threads: int | None = None,
     ray: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvalResult:
     """Score a model on a Cityscapes split.
 
@@ -125,6 +127,8 @@ def evaluate(
     `threads`: the engine's inference threads. `ray`: run on a Ray cluster (`"local"`, `"auto"`
     or an address; `workers` is then the number of engine actors, `threads` each one's
     threads), see `ocrnet.jobs.evaluate`; the metrics are identical to an in-process run.
+    `max_pixels`: an image or label whose header claims more pixels is refused before decoding
+    (a `BadFileError`, which `skip_bad` skips).
     """
     if ray is not None:
         from ocrnet.jobs.evaluate import evaluate_on_ray
@@ -163,7 +167,7 @@ def evaluate(
 
     confusion = ConfusionMatrix(len(CLASSES))
     loader = Loader(samples, batch_size=batch_size, scale=scale, workers=workers,
-                    prefetch=prefetch, skip_bad=skip_bad)
+                    prefetch=prefetch, skip_bad=skip_bad, max_pixels=max_pixels)
     start = time.perf_counter()
     num_images = seen_skipped = 0
     per_image: list[np.ndarray] = []

@@ -23,7 +23,7 @@ import numpy as np
 
 from ocrnet import defaults
 from ocrnet.data.cityscapes import CLASSES, IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_LABEL, Sample
-from ocrnet.data.images import IMAGE_SUFFIXES
+from ocrnet.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import Scale, parse_scale, read_image
 from ocrnet.engines.base import RESIZE_MODES, Engine
@@ -127,6 +127,7 @@ def predict(
     threads: int | None = None,
     skip_bad: bool = False,
     ray: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict[str, Any]]:
     """Predict every image in `inputs` and write PNGs of its original size to `out_dir`.
 
@@ -142,6 +143,7 @@ def predict(
     error. `threads`: the engine's inference threads. `ray`: run on a Ray cluster (`"local"`,
     `"auto"` or an address; `workers` is then the number of engine actors, `threads` each
     one's threads), see `ocrnet.jobs.predict` (it also resumes into an `out_dir` in progress).
+    `max_pixels`: an image whose header claims more pixels is refused before decoding.
     """
     if ray is not None:
         from ocrnet.jobs.predict import predict_on_ray
@@ -173,7 +175,7 @@ def predict(
             for result in predict_jobs(engine, jobs, format=format, color=color,
                                        overlay=overlay, opacity=opacity, scale=scale,
                                        batch_size=batch_size, resize=resize, workers=workers,
-                                       skip_bad=skip_bad):
+                                       skip_bad=skip_bad, max_pixels=max_pixels):
                 results.append(result)
                 bar.update(1)
     finally:
@@ -215,6 +217,7 @@ def predict_jobs(
     resize: str,
     workers: int | None = None,
     skip_bad: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[dict[str, Any]]:
     """Decode, infer and write `jobs` in order, yielding each image's result as its PNGs land.
 
@@ -226,7 +229,7 @@ def predict_jobs(
     samples = [Sample(stem=j.out_base.name, city=j.image.parent.name, image=j.image)
                for j in jobs]
     loader = Loader(samples, batch_size=batch_size, scale=scale, workers=workers, labels=False,
-                    skip_bad=skip_bad)
+                    skip_bad=skip_bad, max_pixels=max_pixels)
     pending: deque[Future[dict[str, Any]]] = deque()
     reported = 0
     # On an error the pool still finishes the queued writes (complete predictions, each
