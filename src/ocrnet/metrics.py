@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet.tables import text_table
+
 
 class ConfusionMatrix:
     """Counts (label, prediction) pairs: `matrix[label, pred]`, int64, `num_classes` squared.
@@ -187,15 +189,11 @@ class MetricResults:
 
     def table(self) -> str:
         """A per-class table in percent with two decimals (as mmseg logs it), then the means."""
-        width = max(len("class"), *(len(n) for n in self.class_names))
-
         def fmt(value: float) -> str:
-            return f"{'nan' if math.isnan(value) else f'{value * 100:.2f}':>7}"
+            return "nan" if math.isnan(value) else f"{value * 100:.2f}"
 
-        lines = [f"{'class':<{width}}  {'IoU':>7}  {'Acc':>7}", "-" * (width + 18)]
-        lines += [f"{name:<{width}}  {fmt(iou)}  {fmt(acc)}"
-                  for name, iou, acc in zip(self.class_names, self.iou, self.acc, strict=True)]
-        lines.append("-" * (width + 18))
-        lines.append(f"{'mean':<{width}}  {fmt(self.miou)}  {fmt(self.macc)}")
-        lines.append(f"{'aAcc':<{width}}  {fmt(self.aacc)}")
-        return "\n".join(lines)
+        rows = [[name, fmt(iou), fmt(acc)]
+                for name, iou, acc in zip(self.class_names, self.iou, self.acc, strict=True)]
+        return text_table(["class", "IoU", "Acc"], rows,
+                          footer=[["mean", fmt(self.miou), fmt(self.macc)],
+                                  ["aAcc", fmt(self.aacc), ""]])
