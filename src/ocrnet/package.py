@@ -371,16 +371,17 @@ class PackageWriter:
 
     What may be replaced is decided twice, at the start and again at commit: nothing unless
     `overwrite`, and then only a directory that `replaceable_package` accepts, the same one
-    (same inode) that was checked at the start. The new package is renamed into place without
-    replacing anything (`renameat2(RENAME_NOREPLACE)`), under a lock on the parent folder, so of
-    two builds racing for one `out` one wins and the other fails naming it. Leftovers of killed
-    builds into the same `out` (staging and set-aside directories of dead processes) are removed.
+    (same inode and manifest) that was checked at the start. The new package is renamed into
+    place without replacing anything (`renameat2(RENAME_NOREPLACE)`), under a lock on the
+    parent folder, so of two builds racing for one `out` one wins and the other fails naming it.
+    Leftovers of killed builds into the same `out` (staging and set-aside directories of dead
+    processes) are removed.
     """
 
     def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
         self.overwrite = overwrite
-        self._replacing: tuple[int, int] | None = None
+        self._replacing: tuple[int, int, str] | None = None
         if os.path.lexists(self.out):
             if not overwrite:
                 raise PackageError(f"{self.out} already exists; pass --overwrite to replace it")
@@ -400,14 +401,16 @@ class PackageWriter:
             raise output_error(self.dir, err) from None
         self.package: Package | None = None
 
-    def _check_replaceable(self) -> tuple[int, int]:
+    def _check_replaceable(self) -> tuple[int, int, str]:
         why = replaceable_package(self.out)
         if why is not None:
             # Refuse to delete something that is not ours (a file, a user's folder).
             raise PackageError(f"{self.out} exists and is not an engine package that "
                                f"--overwrite may replace: {why}; not replacing it")
+        # Identity = the folder's inode and its manifest's hash: an inode alone can be reused by
+        # a folder made after this one was deleted.
         info = os.lstat(self.out)
-        return info.st_dev, info.st_ino
+        return info.st_dev, info.st_ino, sha256_file(self.out / MANIFEST)
 
     def __enter__(self) -> PackageWriter:
         return self

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import cv2
 import numpy as np
 
 from ocrnet.data.cityscapes import IGNORE_INDEX, Sample, read_label
@@ -93,7 +94,12 @@ def load_sample(
                 f"label {sample.label} is {label.shape[1]}x{label.shape[0]} but image "
                 f"{sample.image} is {size[1]}x{size[0]} (WxH); they must be the same size",
             )
-    return LoadedSample(sample, preprocess(img, scale), label, size)
+    try:
+        image = preprocess(img, scale)
+    except (cv2.error, ValueError, MemoryError) as err:  # absurd proportions, no memory
+        raise BadFileError(sample.image, f"cannot preprocess image {sample.image} "
+                           f"({size[1]}x{size[0]} WxH): {str(err).strip()[-200:]}") from None
+    return LoadedSample(sample, image, label, size)
 
 
 class Loader:

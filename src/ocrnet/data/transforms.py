@@ -53,7 +53,9 @@ def rescale_size(width: int, height: int, scale: Scale) -> tuple[int, int]:
         if scale <= 0:
             raise ValueError(f"scale factor must be positive, got {scale}")
         factor = float(scale)
-    return int(width * factor + 0.5), int(height * factor + 0.5)
+    # At least 1 pixel: a 1x30000 strip would round to 0 rows, which mmcv passes to cv2.resize
+    # (an assertion error); no image of sane proportions is affected.
+    return max(1, int(width * factor + 0.5)), max(1, int(height * factor + 0.5))
 
 
 def resize(img: np.ndarray, scale: Scale = DEFAULT_SCALE) -> np.ndarray:
