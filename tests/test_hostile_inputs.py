@@ -93,6 +93,15 @@ def test_a_too_large_image_is_skipped_by_skip_bad(tmp_path: Path) -> None:
     assert skipped.path == str(samples[0].image) and "limit" in skipped.reason
 
 
+def test_an_image_of_absurd_proportions_is_a_data_error(tmp_path: Path) -> None:
+    from ocrnet.data.cityscapes import Sample
+    from ocrnet.data.loader import load_sample
+
+    cv2.imwrite(str(tmp_path / "strip.png"), np.zeros((1, 30000, 3), np.uint8))
+    loaded = load_sample(Sample("strip", "x", tmp_path / "strip.png"), labels=False)
+    assert loaded.image.shape == (3, 1, 2048)  # not 0 rows, which cv2.resize asserts on
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif", ".webp", ".ppm", ".pgm"])
 def test_header_size_agrees_with_opencv(ext: str) -> None:
     img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
@@ -242,11 +251,11 @@ def test_full_disk_keeps_existing_json_and_png_intact(tmp_path: Path) -> None:
 
 
 # --- 1. packages: --overwrite deletes only what is provably ours ------------------------------
-def _package(out: Path, **kw: object) -> Path:
+def _package(out: Path, content: bytes = b"weights", **kw: object) -> Path:
     from ocrnet.package import PackageWriter
 
     with PackageWriter(out, **kw) as writer:  # type: ignore[arg-type]
-        (writer.dir / "model.bin").write_bytes(b"weights")
+        (writer.dir / "model.bin").write_bytes(content)
         writer.commit({"backend": "onnxruntime", "precision": "fp32"})
     return out
 
@@ -292,8 +301,8 @@ def test_a_package_replaced_during_an_overwrite_build_is_left_alone(tmp_path: Pa
     with PackageWriter(out, overwrite=True) as writer:
         (writer.dir / "model.bin").write_bytes(b"new")
         shutil.rmtree(out)
-        _package(tmp_path / "other")
-        os.rename(tmp_path / "other", out)  # another build won meanwhile
+        _package(tmp_path / "other", b"other weights")
+        os.rename(tmp_path / "other", out)  # another build won meanwhile (maybe same inode)
         with pytest.raises(PackageError, match="replaced by another program"):
             writer.commit({"backend": "onnxruntime", "precision": "fp32"})
 
