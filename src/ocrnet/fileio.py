@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,11 @@ from ocrnet.errors import OutputError
 
 #: `.<target name>.tmp-<pid>-<8 random chars>`: what `atomic_path` creates and what cleaning
 #: removes (only when <pid> is not a running process).
-TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-z]{8}$")
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})$")
+#: The first 4 of those 8 hex digits name this machine: in a folder shared between machines (a
+#: Ray cluster's NFS) a process id means nothing on another host, so only this host's
+#: temporaries are ever judged dead.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
 # Temporary names add about 30 characters; most filesystems cap a name at 255 bytes.
 _MAX_NAME_BYTES = 200
 
@@ -40,7 +45,17 @@ def _temp_name(target: Path) -> str:
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > _MAX_NAME_BYTES:
         name = raw[:_MAX_NAME_BYTES].decode("utf-8", "ignore")
-    return f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    return f".{name}.tmp-{temp_suffix()}"
+
+
+def temp_suffix() -> str:
+    """`<pid>-<host tag><random>`: what makes a temporary name ours, and judgeable as stale."""
+    return f"{os.getpid()}-{HOST_TAG}{secrets.token_hex(2)}"
+
+
+def is_stale(pid: int, tag: str) -> bool:
+    """True if a temporary tagged `pid`/`tag` was made on this host by a process now gone."""
+    return tag[:4] == HOST_TAG and not pid_alive(pid)
 
 
 def pid_alive(pid: int) -> bool:
@@ -62,7 +77,8 @@ def pid_alive(pid: int) -> bool:
 def clean_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove temporaries of killed writers in `folder`; return what was removed.
 
-    Only names matching `TEMP_PATTERN` whose process id no longer runs are touched, and only
+    Only names matching `TEMP_PATTERN` made on this host by a process that no longer runs
+    are touched, and only
     regular files (a package's staging directories are `package.py`'s to clean).
     """
     removed: list[Path] = []
@@ -72,7 +88,7 @@ def clean_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
         return removed
     for entry in entries:
         match = TEMP_PATTERN.match(entry.name)
-        if not match or pid_alive(int(match["pid"])):
+        if not match or not is_stale(int(match["pid"]), match["tag"]):
             continue
         with contextlib.suppress(OSError):
             if entry.is_file(follow_symlinks=False):

@@ -13,7 +13,6 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrnet.errors import OcrnetError, PackageError
-from ocrnet.fileio import output_error, pid_alive, prepare_folder, sha256_file
+from ocrnet.fileio import is_stale, output_error, prepare_folder, sha256_file, temp_suffix
 from ocrnet.precision import Precision
 
 __all__ = [
@@ -388,13 +387,13 @@ class PackageWriter:
             self._replacing = self._check_replaceable()
         prepare_folder(self.out.parent)
         _clean_leftovers(self.out)
-        busy = [p for p in _siblings(self.out, _PARTIAL) if pid_alive(p[1])]
+        busy = [p for p in _siblings(self.out, _PARTIAL) if not is_stale(p[1], p[2])]
         if busy:
             raise PackageError(
                 f"another build (process {busy[0][1]}) is writing {self.out} right now "
                 f"(staging in {busy[0][0]}); wait for it, or delete that folder if no build runs")
         self.dir = self.out.with_name(
-            f".{self.out.name}{_PARTIAL}{os.getpid()}-{secrets.token_hex(4)}")
+            f".{self.out.name}{_PARTIAL}{temp_suffix()}")
         try:
             self.dir.mkdir()
         except OSError as err:
@@ -454,7 +453,7 @@ class PackageWriter:
             if self._check_replaceable() != self._replacing:
                 raise PackageError(f"{self.out} was replaced by another program while this "
                                    "build ran; not replacing it, the new package is discarded")
-            old = self.out.with_name(f".{self.out.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}")
+            old = self.out.with_name(f".{self.out.name}{_OLD}{temp_suffix()}")
             os.rename(self.out, old)  # rename() cannot replace a non-empty directory
         try:
             _rename_noreplace(self.dir, self.out)
@@ -475,8 +474,8 @@ class PackageWriter:
 _OLD = ".old-"
 
 
-def _siblings(out: Path, kind: str) -> list[tuple[Path, int]]:
-    """`.NAME<kind><pid>-<hex>` entries next to `out`, with their pid."""
+def _siblings(out: Path, kind: str) -> list[tuple[Path, int, str]]:
+    """`.NAME<kind><pid>-<tag>` entries next to `out`, with their pid and tag."""
     prefix = f".{out.name}{kind}"
     found = []
     try:
@@ -485,16 +484,16 @@ def _siblings(out: Path, kind: str) -> list[tuple[Path, int]]:
         return []
     for entry in entries:
         if entry.name.startswith(prefix):
-            pid = entry.name[len(prefix):].split("-", 1)[0]
+            pid, _, tag = entry.name[len(prefix):].partition("-")
             if pid.isdigit():
-                found.append((Path(entry.path), int(pid)))
+                found.append((Path(entry.path), int(pid), tag))
     return found
 
 
 def _clean_leftovers(out: Path) -> None:
     """Remove staging and set-aside directories of killed builds into `out`."""
-    for path, pid in _siblings(out, _PARTIAL) + _siblings(out, _OLD):
-        if not pid_alive(pid) and path.is_dir() and not path.is_symlink():
+    for path, pid, tag in _siblings(out, _PARTIAL) + _siblings(out, _OLD):
+        if is_stale(pid, tag) and path.is_dir() and not path.is_symlink():
             if _OLD in path.name:
                 _remove_package(path)
             else:
