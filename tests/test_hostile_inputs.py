@@ -209,13 +209,18 @@ def test_output_under_a_regular_file_is_one_error(tmp_path: Path) -> None:
 
 
 def test_temps_of_killed_writers_are_cleaned(tmp_path: Path) -> None:
-    dead = tmp_path / f".out.json.tmp-{_dead_pid()}-abcdef12"
-    live = tmp_path / f".out.json.tmp-{os.getpid()}-abcdef12"
+    from ocrnet.fileio import HOST_TAG
+
+    pid = _dead_pid()
+    other_host = "0000" if HOST_TAG != "0000" else "ffff"
+    dead = tmp_path / f".out.json.tmp-{pid}-{HOST_TAG}abcd"
+    live = tmp_path / f".out.json.tmp-{os.getpid()}-{HOST_TAG}abcd"
+    remote = tmp_path / f".out.json.tmp-{pid}-{other_host}abcd"  # a pid of another machine
     mine = tmp_path / ".out.json.tmp-notes"  # not our pattern: never touched
-    for p in (dead, live, mine):
+    for p in (dead, live, remote, mine):
         p.write_text("x")
     assert clean_stale_temps(tmp_path) == [dead]
-    assert live.exists() and mine.exists() and not dead.exists()
+    assert live.exists() and remote.exists() and mine.exists() and not dead.exists()
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
@@ -319,7 +324,9 @@ def test_two_builds_into_one_out_one_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_leftovers_of_a_killed_build_are_cleaned_by_the_next(tmp_path: Path) -> None:
-    stale = tmp_path / f".pkg.partial-{_dead_pid()}-0badc0de"
+    from ocrnet.fileio import HOST_TAG
+
+    stale = tmp_path / f".pkg.partial-{_dead_pid()}-{HOST_TAG}c0de"
     stale.mkdir()
     (stale / "model.bin").write_bytes(b"half")
     _package(tmp_path / "pkg")
