@@ -141,27 +141,31 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server(demo_package(), "--max-wait-ms", "50", "--max-body-mb", "1",
-                 "--max-pixels", "4000000", "--workers", "2")
-    expected()  # predict runs while the server loads
+def servers() -> Iterator[tuple[Server, Server]]:
+    """Two servers, started together: `server` and `tight` below."""
+    main = Server(demo_package(), "--max-wait-ms", "50", "--max-body-mb", "1",
+                  "--max-pixels", "4000000", "--workers", "2")
+    # Batches never fill (2 s window, 2 places in the queue), so waits end by the timeout.
+    tight = Server(demo_package(), "--max-wait-ms", "2000", "--max-queue", "2",
+                   "--timeout-s", "1", "--workers", "1", "--threads", "1")
     try:
-        srv.wait_ready()
-        yield srv
+        expected()  # predict runs while the servers load
+        main.wait_ready()
+        tight.wait_ready()
+        yield main, tight
     finally:
-        srv.stop()
+        main.stop()
+        tight.stop()
 
 
 @pytest.fixture(scope="module")
-def tight() -> Iterator[Server]:
-    """Batches never fill (2 s window, 2 places in the queue), so waits end by the timeout."""
-    srv = Server(demo_package(), "--max-wait-ms", "2000", "--max-queue", "2",
-                 "--timeout-s", "0.5", "--workers", "1", "--threads", "1")
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
+def server(servers: tuple[Server, Server]) -> Server:
+    return servers[0]
+
+
+@pytest.fixture(scope="module")
+def tight(servers: tuple[Server, Server]) -> Server:
+    return servers[1]
 
 
 async def _post_all(url: str, bodies: list[tuple[str, bytes]], **kw: object) -> list:
@@ -289,7 +293,7 @@ def test_a_client_that_leaves_has_its_work_dropped(tight: Server) -> None:
     with socket.create_connection(("127.0.0.1", tight.port)) as sock:
         sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(data) + data)
-        time.sleep(0.15)  # admitted and queued (the batch window is 2 s, the timeout 0.5 s)
+        time.sleep(0.15)  # admitted and queued (the batch window is 2 s, the timeout 1 s)
     deadline = time.monotonic() + 5
     while tight.metric("ocrnet_requests_total", '{code="499"}') < 1:
         assert time.monotonic() < deadline, tight.output()
