@@ -43,13 +43,21 @@ def test_help_imports_nothing_heavy(argv: list[str]) -> None:
     ["run", "--limit", "0"],
     ["run", "--bench-duration", "-1"],
 ])
-def test_nonsense_values_are_usage_errors(argv: list[str],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_nonsense_values_are_one_line_errors(argv: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused while parsing, before any file is touched: one line naming the option, exit 1."""
+    assert main(argv) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    option = next(a for a in argv if a.startswith("--") and a not in ("--data-root", "--out",
+                                                                       "--out-dir", "--images"))
+    assert line.startswith(f"ocrnet {argv[0]}: error: ")
+    assert option.removeprefix("--").replace("-", " ") in line.replace("_", " "), line
+
+
+def test_missing_options_stay_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
+        main(["eval", "pkg"])
+    assert exit_info.value.code == 2 and "--data-root" in capsys.readouterr().err
 
 
 def test_eval_names_the_model_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -238,7 +238,7 @@ def test_cli_eval_model(dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: P
     root, _ = dataset
     opened = []
 
-    def fake_open_model(path: str, device: str = "cpu") -> Engine:
+    def fake_open_model(path: str, device: str = "cpu", **trust: bool) -> Engine:
         opened.append((path, device))
         return OracleEngine()
 

@@ -8,22 +8,30 @@ Three kinds of size travel through ocrnet, each always written the same way:
   `Resize(scale=(2048, 1024))`: `--scale` everywhere;
 - `InputShape`, a network input, **NxCxHxW** (`1x3x1024x2048`): `build --shape`, `export --shape`.
 
-Each has a parser (raising `ShapeError`, one line saying what was expected) and an argparse
-`type=` callable. This module imports nothing heavy: the CLI uses it to build `--help`.
+Each has a parser raising `ShapeError` (one line saying what was expected), usable directly as an
+argparse `type=` (the CLI's parser turns the error into one line, exit 1). This module imports
+nothing heavy: the CLI uses it to build `--help`.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from ocrnet.errors import DataError
 
 
 class ShapeError(DataError):
-    """A size, scale or input shape that does not parse."""
+    """A size, scale or input shape that does not parse.
+
+    `detail` is the message without its subject (`'axb' is not HEIGHTxWIDTH ...`), so the CLI
+    can name the option instead.
+    """
+
+    def __init__(self, subject: str, detail: str) -> None:
+        super().__init__(f"{subject} {detail}")
+        self.detail = detail
 
 
 class Size(NamedTuple):
@@ -84,8 +92,8 @@ def parse_size(text: str | Sequence[int], *, minimum: int = 1, what: str = "size
     dims = _ints(text, 2)
     if dims is None or min(dims) < minimum:
         floor = "positive integers" if minimum <= 1 else f"integers >= {minimum}"
-        raise ShapeError(f"{what} {text!r} is not HEIGHTxWIDTH with {floor}, e.g. 256x512 "
-                         "or 1024x2048")
+        raise ShapeError(what, f"{text!r} is not HEIGHTxWIDTH with {floor}, e.g. 256x512 "
+                               "or 1024x2048")
     return Size(*dims)
 
 
@@ -93,8 +101,8 @@ def parse_scale(text: str | Sequence[int]) -> Scale:
     """'2048x1024' -> Scale(width=2048, height=1024): the keep-ratio resize limit."""
     dims = _ints(text, 2)
     if dims is None or min(dims) < 1:
-        raise ShapeError(f"scale {text!r} is not WIDTHxHEIGHT with positive integers, "
-                         "e.g. 2048x1024 or 1024x512")
+        raise ShapeError("scale", f"{text!r} is not WIDTHxHEIGHT with positive integers, "
+                                  "e.g. 2048x1024 or 1024x512")
     return Scale(*dims)
 
 
@@ -102,26 +110,12 @@ def parse_input_shape(text: str | Sequence[int]) -> InputShape:
     """'1x3x1024x2048' -> InputShape(1, 3, 1024, 2048); C must be 3 (RGB)."""
     dims = _ints(text, 4)
     if dims is None or dims[1] != 3 or min(dims) < 1:
-        raise ShapeError(f"shape {text!r} is not NxCxHxW with C=3 and positive sizes, "
-                         "e.g. 1x3x1024x2048")
+        raise ShapeError("shape", f"{text!r} is not NxCxHxW with C=3 and positive sizes, "
+                                  "e.g. 1x3x1024x2048")
     return InputShape(*dims)
 
 
-T = TypeVar("T")
-
-
-def _argparse_type(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ShapeError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    convert.__name__ = name  # argparse names the type in its own messages
-    return convert
-
-
-#: argparse `type=` callables: a bad value is a usage error naming the option.
-size_arg = _argparse_type(parse_size, "size")
-scale_arg = _argparse_type(parse_scale, "scale")
-input_shape_arg = _argparse_type(parse_input_shape, "shape")
+#: argparse `type=` callables (the parsers themselves, under the names the CLI uses).
+size_arg = parse_size
+scale_arg = parse_scale
+input_shape_arg = parse_input_shape

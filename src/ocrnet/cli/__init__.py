@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ocrnet import __version__
+from ocrnet.cli.options import Parser
 from ocrnet.errors import OcrnetError
 
 #: The verbs, in the order `ocrnet --help` lists them; each is `ocrnet.cli.<module>`.
@@ -22,7 +23,7 @@ VERBS = ("run", "inspect", "train", "eval", "synth", "bench", "predict", "export
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ocrnet",
         description="OCRNet (mmseg-exact): export, build engines, evaluate, benchmark, predict.",
     )
@@ -45,8 +46,13 @@ def _describe_os_error(err: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in argv if a in VERBS), "")
+    try:
+        args = build_parser().parse_args(argv)
+    except OcrnetError as err:  # a bad option value (Parser)
+        print(f"ocrnet {verb}: error: {err}".replace("ocrnet :", "ocrnet:"), file=sys.stderr)
+        return 1
     try:
         return int(args.handler(args) or 0)
     except OcrnetError as err:

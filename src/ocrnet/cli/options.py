@@ -10,9 +10,27 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from ocrnet import defaults
-from ocrnet.shapes import scale_arg
+from ocrnet.errors import ArgumentError, OcrnetError
+from ocrnet.shapes import ShapeError, scale_arg
 
 TRUST_HELP = "allow full unpickling (runs code from the file: only for files you trust)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad option VALUE is a user error like any other: one line, exit 1.
+
+    The `type=` callables below and `ocrnet.shapes` raise `OcrnetError`; argparse lets those
+    through its own handling, and this names the option they belong to. Structural mistakes
+    (a missing or unknown option) stay argparse's usage errors (exit 2).
+    """
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> object:
+        try:
+            return super()._get_value(action, arg_string)
+        except ShapeError as err:
+            raise ArgumentError(f"{action.dest.replace('_', ' ')} {err.detail}") from None
+        except OcrnetError as err:
+            raise ArgumentError(f"{action.dest.replace('_', ' ')} {err}") from None
 
 
 def _number(kind: type, minimum: float, *, strict: bool, what: str) -> Callable[[str], float]:
@@ -20,9 +38,9 @@ def _number(kind: type, minimum: float, *, strict: bool, what: str) -> Callable[
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+            raise ArgumentError(f"{text!r} is not {what}") from None
         if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+            raise ArgumentError(f"{text!r} is not {what}")
         return value
 
     convert.__name__ = what
@@ -40,7 +58,7 @@ def fraction(text: str) -> float:
     """A number within 0..1 (opacity)."""
     value = non_negative_float(text)
     if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number within 0..1")
+        raise ArgumentError(f"{text!r} is not a number within 0..1")
     return value
 
 
