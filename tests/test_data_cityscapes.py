@@ -1,5 +1,4 @@
-"""Cityscapes discovery and label files; also home of `make_cityscapes`, the tiny dataset writer
-the data/loader/metrics/evaluate tests share."""
+"""Cityscapes discovery and label files."""
 
 from __future__ import annotations
 
@@ -9,59 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
+from _fakes import make_cityscapes
 from ocrnet.data.cityscapes import (
     CLASSES,
-    IGNORE_INDEX,
     LABEL_TO_TRAIN,
-    PALETTE,
     TRAIN_TO_LABEL,
     discover,
     read_label,
     train_ids_to_label_ids,
 )
 from ocrnet.errors import DataError
-
-
-def make_cityscapes(
-    root: Path,
-    split: str = "val",
-    cities: dict[str, int] | None = None,
-    *,
-    size: tuple[int, int] = (32, 64),
-    label_format: str = "trainIds",
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Write a tiny dataset in the Cityscapes layout; return {stem: train-id label}.
-
-    Each image paints its label with the palette (BGR; ignored pixels black), so a test engine
-    can read the ground truth back out of the normalized input. `label_format` is "trainIds",
-    "labelIds" or "both".
-    """
-    rng = np.random.default_rng(seed)
-    h, w = size
-    palette_bgr = np.array([c[::-1] for c in PALETTE] + [(0, 0, 0)], dtype=np.uint8)
-    out = {}
-    for city, count in (cities or {"aachen": 2, "bochum": 1}).items():
-        img_dir = root / "leftImg8bit" / split / city
-        gt_dir = root / "gtFine" / split / city
-        img_dir.mkdir(parents=True, exist_ok=True)
-        gt_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            stem = f"{city}_{i:06d}_{19 + i:06d}"
-            # Blocks of 4x4 pixels, so that resizing keeps most pixels inside one class.
-            coarse = rng.integers(0, len(CLASSES) + 1, size=(h // 4, w // 4))
-            label = np.repeat(np.repeat(coarse, 4, 0), 4, 1).astype(np.uint8)
-            label[label == len(CLASSES)] = IGNORE_INDEX
-            image = palette_bgr[np.minimum(label, len(CLASSES))]
-            cv2.imwrite(str(img_dir / f"{stem}_leftImg8bit.png"), image)
-            if label_format in ("trainIds", "both"):
-                cv2.imwrite(str(gt_dir / f"{stem}_gtFine_labelTrainIds.png"), label)
-            if label_format in ("labelIds", "both"):
-                cv2.imwrite(str(gt_dir / f"{stem}_gtFine_labelIds.png"), TRAIN_TO_LABEL[label])
-            # Real gtFine folders hold these too; discovery must ignore them.
-            (gt_dir / f"{stem}_gtFine_polygons.json").write_text("{}")
-            out[stem] = label
-    return out
 
 
 # --- the class table -------------------------------------------------------------------------

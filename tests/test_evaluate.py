@@ -13,52 +13,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _fakes import (
+    ConstantEngine,
+    LabelsOnlyEngine,
+    OracleEngine,
+    make_cityscapes,
+    official_class_ious,
+)
 from ocrnet.cli import main
 from ocrnet.data.cityscapes import CLASSES, PALETTE, TRAIN_TO_LABEL, discover
-from ocrnet.data.transforms import MEAN, STD, preprocess, read_image
-from ocrnet.engines.base import Engine, InferResult
+from ocrnet.data.transforms import preprocess, read_image
+from ocrnet.engines.base import Engine
 from ocrnet.errors import DataError, OcrnetError
 from ocrnet.evaluate import evaluate, evaluate_predictions
 from ocrnet.metrics import ConfusionMatrix
-from test_data_cityscapes import make_cityscapes
-from test_metrics import official_class_ious
 
 N = len(CLASSES)
 SAME = (64, 32)  # the fixture's own size: no resize (the default 2048x1024 would upscale 32x)
 _PALETTE = np.array(PALETTE, dtype=np.float32)  # RGB
-
-
-class OracleEngine(Engine):
-    """Reads each pixel's class from its palette colour: the ground truth, at any scale."""
-
-    backend = "test-oracle"
-
-    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
-        rgb = batch * np.array(STD, np.float32)[:, None, None] + np.array(MEAN, np.float32)[
-            :, None, None]
-        dist = ((rgb[:, None] - _PALETTE[None, :, :, None, None]) ** 2).sum(axis=2)
-        logits = -dist  # (N, 19, H, W): highest for the closest palette colour
-        return InferResult(logits.argmax(1).astype(np.uint8), logits if want_logits else None)
-
-
-class LabelsOnlyEngine(OracleEngine):
-    backend = "test-labels-only"
-
-    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
-        return InferResult(super()._infer_impl(batch, False).labels)
-
-
-class ConstantEngine(Engine):
-    """Predicts class `value` everywhere."""
-
-    backend = "test-constant"
-
-    def __init__(self, value: int = 0) -> None:
-        super().__init__()
-        self.value = value
-
-    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
-        return InferResult(np.full((len(batch), *batch.shape[2:]), self.value, np.uint8))
 
 
 @pytest.fixture

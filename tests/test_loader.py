@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from _fakes import make_cityscapes
 from ocrnet.data.cityscapes import discover
 from ocrnet.data.loader import Loader, bounded_map
 from ocrnet.data.transforms import preprocess, read_image
 from ocrnet.errors import DataError
-from test_data_cityscapes import make_cityscapes
 
 
 def test_batches_keep_order_and_match_preprocess(tmp_path: Path) -> None:

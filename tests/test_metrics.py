@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _fakes import official_class_ious, write_label_id_pairs
 from ocrnet.data.cityscapes import CLASSES, LABEL_TO_TRAIN
 from ocrnet.metrics import ConfusionMatrix
 
@@ -112,40 +113,6 @@ def test_rejects_bad_input() -> None:
 
 
 # --- the official evaluation -----------------------------------------------------------------
-def official_class_ious(preds: list[Path], gts: list[Path]) -> dict[str, float]:
-    """cityscapesscripts' evaluateImgLists on labelIds PNGs: {class name: IoU}."""
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
-
-    args = official.args
-    saved = dict(vars(args))
-    # No instance-level scores (they need *_instanceIds.png), no JSON file, no printing.
-    args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
-    try:
-        result = official.evaluateImgLists([str(p) for p in preds], [str(g) for g in gts], args)
-    finally:
-        vars(args).clear()
-        vars(args).update(saved)
-    return result["classScores"]
-
-
-def write_label_id_pairs(tmp_path: Path, n: int = 3) -> tuple[list[Path], list[Path]]:
-    """Random labelIds ground truth (void ids included) and predictions (void ids included)."""
-    rng = np.random.default_rng(7)
-    preds, gts = [], []
-    for i in range(n):
-        gt = rng.integers(0, 34, (24, 40)).astype(np.uint8)
-        gt[gt == 31] = 7  # 'train' absent from the ground truth
-        pred = np.where(rng.random(gt.shape) < 0.5, gt, rng.integers(0, 34, gt.shape))
-        pred = pred.astype(np.uint8)
-        pred[pred == 31] = 0  # nor predicted
-        pred[pred == 32] = 26  # 'motorcycle' never predicted
-        gts.append(tmp_path / f"aachen_{i:06d}_000019_gtFine_labelIds.png")
-        preds.append(tmp_path / f"aachen_{i:06d}_000019_pred.png")
-        cv2.imwrite(str(gts[-1]), gt)
-        cv2.imwrite(str(preds[-1]), pred)
-    return preds, gts
-
-
 def test_class_ious_equal_cityscapesscripts(tmp_path: Path) -> None:
     preds, gts = write_label_id_pairs(tmp_path)
     cm = ConfusionMatrix(N)
