@@ -105,8 +105,7 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
     adding the most error on the first `explain_images` images (`ocrnet.explain`); the
     heat-maps and `explain.md` go to `explain_dir` (default: `compare-explain`).
     """
-    from ocrnet.data.transforms import DEFAULT_SCALE, preprocess, read_image, resize
-    from ocrnet.explain import FlipTally
+    from ocrnet.data.transforms import DEFAULT_SCALE
 
     paths = [Path(m) for m in models if not isinstance(m, Engine)]
     ref_path = _reference_path(paths, Path(reference) if reference else None)
@@ -122,31 +121,8 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                 engines.append((str(m), open_model(m, device=device, **trust), True))
         scale: Any = next((e.native_scale for _, e, _ in engines if e.native_scale),
                           DEFAULT_SCALE)
-        tallies: list[_Tally] = []
-        flips: list[FlipTally] = []
-        inputs: list[np.ndarray] = []  # kept for the per-layer divergence (explain_images)
-        logits_ok = [True] * len(engines)
-        for file in files:
-            bgr = read_image(file)
-            x = preprocess(bgr, scale)[None]
-            want = ref.infer(x, return_logits=True)
-            if not tallies:
-                tallies = [_Tally(want.logits.shape[1]) for _ in engines]
-                flips = [FlipTally(want.logits.shape[1]) for _ in engines]
-            if explain and len(inputs) < explain_images:
-                inputs.append(x)
-            for i, (_, engine, _) in enumerate(engines):
-                try:
-                    got = engine.infer(x, return_logits=logits_ok[i])
-                except OcrnetError:
-                    if not logits_ok[i]:
-                        raise
-                    logits_ok[i] = False  # a labels-only model: compare labels
-                    got = engine.infer(x)
-                tallies[i].update(want.labels, want.logits, got.labels, got.logits)
-                if explain:
-                    flips[i].update(want.labels[0], got.labels[0],
-                                    np.ascontiguousarray(resize(bgr, scale)[:, :, ::-1]))
+        tallies, flips, inputs = _run_all(ref, [e for _, e, _ in engines], files, scale,
+                                          explain, explain_images)
     finally:
         ref.close()
         for _, engine, owned in engines:
@@ -170,6 +146,41 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
 
         atomic_write_text(json_out, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _run_all(ref: Engine, engines: list[Engine], files: list[Path], scale: Any, explain: bool,
+             explain_images: int) -> tuple[list[_Tally], list[Any], list[np.ndarray]]:
+    """Every image through the reference and each engine: the tallies, the label flips
+    (with `explain`), and the first `explain_images` inputs for the per-layer divergence."""
+    from ocrnet.data.transforms import preprocess, read_image, resize
+    from ocrnet.explain import FlipTally
+
+    tallies: list[_Tally] = []
+    flips: list[FlipTally] = []
+    inputs: list[np.ndarray] = []
+    logits_ok = [True] * len(engines)
+    for file in files:
+        bgr = read_image(file)
+        x = preprocess(bgr, scale)[None]
+        want = ref.infer(x, return_logits=True)
+        if not tallies:
+            tallies = [_Tally(want.logits.shape[1]) for _ in engines]
+            flips = [FlipTally(want.logits.shape[1]) for _ in engines]
+        if explain and len(inputs) < explain_images:
+            inputs.append(x)
+        for i, engine in enumerate(engines):
+            try:
+                got = engine.infer(x, return_logits=logits_ok[i])
+            except OcrnetError:
+                if not logits_ok[i]:
+                    raise
+                logits_ok[i] = False  # a labels-only model: compare labels
+                got = engine.infer(x)
+            tallies[i].update(want.labels, want.logits, got.labels, got.logits)
+            if explain:
+                flips[i].update(want.labels[0], got.labels[0],
+                                np.ascontiguousarray(resize(bgr, scale)[:, :, ::-1]))
+    return tallies, flips, inputs
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -160,14 +160,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     models: list[tuple[str, str, str, Path]] = [("PyTorch eager", "torch", "fp32", checkpoint)]
     models += [(f"{cfg.backend} {p}", cfg.backend, p, pkg) for p, pkg in packages.items()]
 
-    evals: dict[str, dict[str, Any]] = {}
-    for label, _backend, _precision, path in models:
-        key = cache.key(step="eval", model=_model_identity(path), **common)
-        stack = cache.dir / f"eval-{_slug(label)}.npz"
-        evals[label] = cache.run(
-            f"eval-{_slug(label)}", key,
-            lambda path=path, stack=stack: _eval(path, data_root, scale, cfg, stack),
-            valid=lambda _r, stack=stack: stack.exists())
+    evals = _evaluate_all(models, cache, common, data_root, scale, cfg)
     intervals = _intervals(models, cache.dir, cfg.resamples)
 
     bench_key = cache.key(step="bench", models=[_model_identity(m[3]) for m in models],
@@ -183,6 +176,21 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     if cfg.max_drop is not None:
         check_max_drop(report, cfg.max_drop)
     return report
+
+
+def _evaluate_all(models: list[tuple[str, str, str, Path]], cache: StepCache,
+                  common: dict[str, Any], data_root: Path, scale: tuple[int, int],
+                  cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Each model's eval step (cached); its per-image matrices land beside it as .npz."""
+    evals: dict[str, dict[str, Any]] = {}
+    for label, _backend, _precision, path in models:
+        key = cache.key(step="eval", model=_model_identity(path), **common)
+        stack = cache.dir / f"eval-{_slug(label)}.npz"
+        evals[label] = cache.run(
+            f"eval-{_slug(label)}", key,
+            lambda path=path, stack=stack: _eval(path, data_root, scale, cfg, stack),
+            valid=lambda _r, stack=stack: stack.exists())
+    return evals
 
 
 def default_precisions(runnable: Sequence[Precision]) -> list[Precision]:
