@@ -166,12 +166,26 @@ class Manifest:
                 _mapping(data[key], f"{where} {key!r}")
         if data.get("calibration") is not None:
             _mapping(data["calibration"], f"{where} 'calibration'")
+        if data.get("source") is not None:
+            _check_source(data["source"], f"{where} 'source'")
         return cls(format_version=version, backend=backend, precision=precision,
                    files=dict(files),
                    input=InputSpec.from_json(data.get("input", {}), where=where),
                    model=ModelInfo.from_json(data.get("model", {}), where=where),
                    classes=classes, outputs=outputs, runtime=dict(data.get("runtime") or {}),
                    raw=data)
+
+
+def _check_source(source: dict[str, Any], what: str) -> None:
+    """`source` (and its `checkpoint`) name files by path and sha256: strings, or absent."""
+    _mapping(source, what)
+    for block, label in ((source, what), (source.get("checkpoint"), f"{what}.checkpoint")):
+        if block is None:
+            continue
+        _mapping(block, label)
+        for key in ("path", "sha256", "kind"):
+            if key in block and not isinstance(block[key], str):
+                raise PackageError(f"{label}.{key} must be a string, got {block[key]!r}")
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
