@@ -366,6 +366,9 @@ def _tamper(pkg: Path, **fields: object) -> None:
     {"palette": [[300, 0, 0]]},
     {"outputs": ["secrets"]},
     {"format_version": "1"},
+    {"source": {"checkpoint": "/dev/zero"}},
+    {"source": {"path": 7}},
+    {"source": "checkpoint.pth"},
 ])
 def test_wrongly_typed_or_escaping_manifests_are_package_errors(tmp_path: Path,
                                                                 fields: dict) -> None:
