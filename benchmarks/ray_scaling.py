@@ -1,10 +1,11 @@
 """`predict` in one process versus `predict --ray` with 1 and 2 engine actors, side by side.
 
-Same package, same images, one run: in-process `predict` (engine threads 1, then all cores),
-then Ray Data on a local Ray instance with 1 actor x 1 thread and 2 actors x 1 thread. Reports
-img/s in steady state (after the first output: what one more image costs) and over the whole
-call (Ray: shipping the model and starting the actors included), the per-image overhead of Ray
-against in-process at the same threads, and checks that every run wrote the same bytes.
+Same package, same images, one run: in-process `predict` (1 engine thread with OpenVINO's
+default pinning, 1 thread with pinning off as in an actor, all cores), then Ray Data on a local
+Ray instance with 1 actor x 1 thread and 2 actors x 1 thread. Reports img/s over the whole call
+(Ray: shipping the model and starting the actors included), each actor's time per image
+(decode, inference, PNG write) and Ray's dispatch overhead: the time actors sat idle between
+tasks, per image. It checks that every run wrote the same bytes.
 Run it inside a loopback-only network namespace, so the Ray instance binds 127.0.0.1 only:
 
     sh tools/loopback_only.sh .venv/bin/python benchmarks/ray_scaling.py              # 64 x 256x512
@@ -50,11 +51,14 @@ def _cpu() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def in_process(package: Path, images: Path, out: Path, threads: int | None) -> dict[str, Any]:
+def in_process(package: Path, images: Path, out: Path, threads: int | None,
+               pinning: bool | None = None) -> dict[str, Any]:
     from ocrnet.engines import open_model
     from ocrnet.predict import predict
 
-    opts = {"threads": threads} if threads else {}
+    opts: dict[str, Any] = {"threads": threads} if threads else {}
+    if pinning is not None:
+        opts["pinning"] = pinning
     with open_model(package, **opts) as engine:
         shape = engine.metadata.get("input_shape") or [1, 3, 256, 512]
         engine.infer(np.zeros(shape, np.float32))  # warm-up: first-call allocations
@@ -62,8 +66,11 @@ def in_process(package: Path, images: Path, out: Path, threads: int | None) -> d
         results = predict(engine, images, out, progress=False)
         seconds = time.perf_counter() - start
     rate = len(results) / seconds
-    return {"run": f"in-process, {threads or 'all'} thread(s)", "actors": "-",
-            "seconds": seconds, "steady": rate, "overall": rate}
+    pin = "" if pinning is None else ", pinning off (as a Ray actor)"
+    return {"run": f"in-process, {threads or 'all'} thread(s){pin}", "actors": "-",
+            "seconds": seconds, "overall": rate, "started": rate,
+            "busy_ms": 1000 * seconds / len(results),
+            "idle_ms": None}
 
 
 def on_ray(package: Path, images: Path, out: Path, workers: int) -> dict[str, Any]:
@@ -72,10 +79,15 @@ def on_ray(package: Path, images: Path, out: Path, workers: int) -> dict[str, An
     result = predict_on_ray(package, images, out, address="local", workers=workers, threads=1,
                             progress=False)
     info = result.ray
+    used = info["workers_used"]
+    images = sum(w["images"] for w in used)
     return {"run": f"Ray Data, {workers} actor(s)", "actors": f"{workers} x 1 thread",
-            "seconds": result.seconds, "steady": info["steady_images_per_second"],
-            "overall": info["images_per_second"],
-            "per_actor": [w["images"] for w in info["workers_used"]]}
+            "seconds": result.seconds, "overall": images / result.seconds,
+            # from the first task's start to the last one's end: the rate once the actors run
+            "started": images / max(w["busy_s"] + w["idle_between_tasks_s"] for w in used),
+            "busy_ms": 1000 * sum(w["busy_s"] for w in used) / images,
+            "idle_ms": info["dispatch_overhead_ms_per_image"],
+            "per_actor": [w["images"] for w in used], "ray": info}
 
 
 def main() -> None:
@@ -105,6 +117,7 @@ def main() -> None:
                                     shape=(1, 3, h, w)).path
             print(f"built {package} in {time.perf_counter() - start:.1f} s")
         rows = [in_process(package, images, work / "out-1", 1),
+                in_process(package, images, work / "out-1np", 1, pinning=False),
                 in_process(package, images, work / "out-all", None)]
         start = time.perf_counter()
         ray.init(address="local", include_dashboard=False, log_to_driver=False,
@@ -115,21 +128,25 @@ def main() -> None:
         finally:
             ray.shutdown()
         reference = _outputs(work / "out-1")
-        same = all(_outputs(work / d) == reference for d in ("out-all", "out-ray1", "out-ray2"))
+        same = all(_outputs(work / d) == reference
+                   for d in ("out-1np", "out-all", "out-ray1", "out-ray2"))
 
-        base = rows[0]["steady"]
-        print(f"\n{args.images} images {h}x{w}, {_cpu()}, {dt.date.today()}, "
-              f"ray.init {ray_start:.1f} s (not in the rows), identical outputs: {same}\n")
-        print("| run | actors | wall s | img/s steady | img/s overall | vs in-process 1 thread "
-              "| overhead ms/img |")
-        print("|---|---|---|---|---|---|---|")
+        load = os.getloadavg()
+        print(f"\n{args.images} images {h}x{w}, {_cpu()}, {dt.date.today()}, load average "
+              f"{load[0]:.1f}, ray.init {ray_start:.1f} s (not in the rows), identical outputs: "
+              f"{same}\n")
+        base = rows[1]["started"]  # in-process with the actors' engine settings
+        print("| run | actors | wall s | img/s (whole call) | img/s once started | vs in-process "
+              "1 thread, pinning off | ms/img in the engine's process | Ray dispatch idle "
+              "ms/img | idle / (busy + idle) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for row in rows:
-            ratio = row["steady"] / base
-            overhead = 1000 / row["steady"] - 1000 / base if row["actors"] == "1 x 1 thread" \
-                else None
+            idle = row["idle_ms"]
+            share = "" if idle is None else f"{idle / (idle + row['busy_ms']):.1%}"
             print(f"| {row['run']} | {row['actors']} | {row['seconds']:.1f} | "
-                  f"{row['steady']:.2f} | {row['overall']:.2f} | {ratio:.2f}x | "
-                  f"{'' if overhead is None else f'{overhead:+.1f}'} |")
+                  f"{row['overall']:.2f} | {row['started']:.2f} | "
+                  f"{row['started'] / base:.0%} | {row['busy_ms']:.0f} | "
+                  f"{'' if idle is None else f'{idle:.1f}'} | {share} |")
         if args.json:
             args.json.write_text(json.dumps({"rows": rows, "identical": same,
                                              "cpu": _cpu(), "ray_init_s": ray_start}, indent=2))

@@ -76,7 +76,8 @@ def test_eval_on_two_nodes_is_identical_and_ships_the_model(
 
     model = tmp_path / "pkg"
     shutil.copytree(package, model)
-    in_process = evaluate(model, data, skip_bad=True, threads=1, progress=False)
+    in_process = evaluate(model, data, skip_bad=True, threads=1, progress=False,
+                          save_predictions=tmp_path / "saved-here")
     expected = in_process.to_json()
     ship = jobs_evaluate.ship_model
 
@@ -87,11 +88,13 @@ def test_eval_on_two_nodes_is_identical_and_ships_the_model(
 
     monkeypatch.setattr(jobs_evaluate, "ship_model", ship_then_hide)
     on_ray = evaluate(model, data, skip_bad=True, ray="auto", workers=2, threads=1,
-                      progress=False)
+                      progress=False, save_predictions=tmp_path / "saved-on-ray")
     got = on_ray.to_json()
     assert without_run(got) == without_run(expected)  # every number, the skipped file too
     assert on_ray.image_ids == in_process.image_ids and len(on_ray.image_ids) == 7
     assert (on_ray.per_image == in_process.per_image).all()  # each image's own matrix
+    saved = outputs(tmp_path / "saved-on-ray")
+    assert len(saved) == 7 and saved == outputs(tmp_path / "saved-here")
     assert [s["path"] for s in got["skipped"]] == [s["path"] for s in expected["skipped"]]
     workers = got["ray"]["workers_used"]
     assert len({w["node"] for w in workers}) == 2  # work landed on both nodes

@@ -320,12 +320,23 @@ class EngineWorker:
                                  trust_package=trust_package, **opts)
         self.worker.update(engine=engine_config, model_path=str(path), fetched_model=fetched)
 
-    def failed(self, indices: list[int]) -> dict[str, Any] | None:
-        """The output batch for an actor that could not open its model, else None."""
-        if self.error is None:
-            return None
-        return encode_records(indices, [{"error": self.error, "worker": self.worker}
-                                        for _ in indices])
+    def run(self, batch: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
+        """The rows' indices and one record per image (the subclass's job)."""
+        raise NotImplementedError
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Ray Data's entry point: `run`, each record tagged with this actor and the task's
+        start and end (the driver derives the actors' idle time between tasks from them)."""
+        start = time.time()
+        if self.error is not None:
+            indices = [int(i) for i in batch["index"]]
+            records: list[dict[str, Any]] = [{"error": self.error} for _ in indices]
+        else:
+            indices, records = self.run(batch)
+        task = [start, time.time()]
+        for record in records:
+            record.update(worker=self.worker, task=task)
+        return encode_records(indices, records)
 
 
 def _backend_of(path: Path) -> str | None:
@@ -380,6 +391,7 @@ class Collected:
     repeats: int = 0
     workers: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    tasks: dict[tuple[str, int], set[tuple[float, float]]] = field(default_factory=dict)
     first_at: float | None = None  # perf_counter when the first and last outputs arrived
     first_n: int = 0  # images in the first output batch
     last_at: float | None = None
@@ -391,10 +403,28 @@ class Collected:
         span = (self.last_at or 0.0) - (self.first_at or 0.0)
         steady = (n - self.first_n) / span if span > 0 and n > self.first_n else None
         return {"images_per_second": round(n / self.seconds, 3) if self.seconds else None,
-                "steady_images_per_second": round(steady, 3) if steady else None}
+                "steady_images_per_second": round(steady, 3) if steady else None,
+                "dispatch_overhead_ms_per_image": self.overhead_ms_per_image()}
 
     def workers_json(self) -> list[dict[str, Any]]:
-        return sorted(self.workers.values(), key=lambda w: (w["node"], w["pid"]))
+        """Each actor: where it ran, its engine settings, images, busy and idle seconds."""
+        out = []
+        for key, worker in sorted(self.workers.items()):
+            tasks = sorted(self.tasks.get(key, ()))
+            if tasks:
+                busy = sum(end - start for start, end in tasks)
+                span = max(end for _, end in tasks) - tasks[0][0]
+                worker = {**worker, "tasks": len(tasks), "busy_s": round(busy, 3),
+                          "idle_between_tasks_s": round(max(0.0, span - busy), 3)}
+            out.append(worker)
+        return out
+
+    def overhead_ms_per_image(self) -> float | None:
+        """Actor time spent waiting for the next task, per image: what Ray's dispatch costs
+        (from each actor's first task start to its last task end, minus its task time)."""
+        idle = sum(w.get("idle_between_tasks_s", 0.0) for w in self.workers_json())
+        images = sum(w["images"] for w in self.workers.values())
+        return round(idle / images * 1000, 2) if images else None
 
 
 def collect(ds: Any, total: int, *, desc: str, progress: bool,
@@ -417,10 +447,13 @@ def collect(ds: Any, total: int, *, desc: str, progress: bool,
                 record = json.loads(text)
                 out.records[i] = record
                 worker = record.pop("worker", None)
+                task = record.pop("task", None)
                 if worker:
                     key = (worker["node"], worker["pid"])
                     seen = out.workers.setdefault(key, {**worker, "images": 0})
                     seen["images"] += 1
+                    if task:
+                        out.tasks.setdefault(key, set()).add(tuple(task))
                 postfix = on_record(i, record)
                 if postfix:
                     bar.set_postfix_str(postfix, refresh=False)

@@ -230,11 +230,9 @@ class _EvalWorker(EngineWorker):
         self.worker.update(scale=list(self.scale) if isinstance(self.scale, tuple)
                            else self.scale, scale_source=source)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def run(self, batch: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
         items = [(int(i), pickle.loads(blob)) for i, blob in zip(batch["index"], batch["sample"],
                                                                  strict=True)]
-        if (failed := self.failed([i for i, _ in items])) is not None:
-            return failed
         index_of = {sample.stem: i for i, sample in items}
         indices: list[int] = []
         records: list[dict[str, Any]] = []
@@ -247,22 +245,21 @@ class _EvalWorker(EngineWorker):
                                       score_batch(self.engine, loaded, self.resize, self.out_dir),
                                       strict=True):
                     indices.append(index_of[sample.stem])
-                    records.append({**_to_record(cm), "worker": self.worker})
+                    records.append(_to_record(cm))
         except OcrnetError as err:  # not a bad file: stop the job with this line
             done = set(indices)
             for i, _ in items:
                 if i not in done:
                     indices.append(i)
-                    records.append({"error": str(err), "worker": self.worker})
-            return encode_records(indices, records)
+                    records.append({"error": str(err)})
+            return indices, records
         # The loader skips in sample order: the unscored samples, in order, are its skips.
         done = set(indices)
         missing = [i for i, _ in items if i not in done]
         for i, skipped in zip(missing, loader.skipped, strict=True):
             indices.append(i)
-            records.append({"path": skipped.path, "skipped": skipped.reason,
-                            "worker": self.worker})
-        return encode_records(indices, records)
+            records.append({"path": skipped.path, "skipped": skipped.reason})
+        return indices, records
 
 
 def _score_pairs(batch: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from ocrnet.jobs.cluster import (
     ShippedModel,
     collect,
     connect,
-    encode_records,
     images_per_task,
     map_options,
     plan_actors,
@@ -153,11 +152,9 @@ class _PredictWorker(EngineWorker):
         if self.error is None:
             self.options["scale"] = self.engine.default_scale(self.options["scale"])
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def run(self, batch: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
         items = [(int(i), pickle.loads(blob)) for i, blob in zip(batch["index"], batch["job"],
                                                                  strict=True)]
-        if (failed := self.failed([i for i, _ in items])) is not None:
-            return failed
         index_of = {str(job.image): i for i, job in items}
         indices: list[int] = []
         records: list[dict[str, Any]] = []
@@ -166,15 +163,14 @@ class _PredictWorker(EngineWorker):
             for result in predict_jobs(self.engine, [job for _, job in items], workers=1,
                                        skip_bad=True, **self.options):
                 indices.append(index_of[str(result["image"])])
-                records.append({**result, "worker": self.worker})
+                records.append(dict(result))
         except OcrnetError as err:  # e.g. --out not writable: the driver stops with this line
             done = set(indices)
             for i, job in items:
                 if i not in done:
                     indices.append(i)
-                    records.append({"image": str(job.image), "error": str(err),
-                                    "worker": self.worker})
-        return encode_records(indices, records)
+                    records.append({"image": str(job.image), "error": str(err)})
+        return indices, records
 
 
 def output_exists(job: Any, suffixes: list[str]) -> bool:
