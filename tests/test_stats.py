@@ -103,3 +103,19 @@ def test_eval_reports_a_paired_interval(tmp_path: Path) -> None:
     ci = runs[1].delta_vs(runs[0])
     assert ci.delta == pytest.approx(100 * (runs[1].miou - runs[0].miou))
     assert ci.low <= ci.delta <= ci.high <= 0 and ci.images == 6
+
+
+def test_cli_eval_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same graph as package and as bare ONNX: ΔmIoU 0 with a zero-width interval."""
+    import json
+
+    import _engine_helpers as h
+    from ocrnet.cli import main
+
+    out = tmp_path / "e.json"
+    assert main(["eval", str(h.package("onnxruntime", "fp32")), "--data-root",
+                 str(h.calib_root()), "--reference", str(h.onnx_file()), "--json", str(out),
+                 "--no-progress"]) == 0
+    assert f"ΔmIoU vs {h.onnx_file()}: +0.000 [+0.000, +0.000]" in capsys.readouterr().out
+    ref = json.loads(out.read_text())["reference"]
+    assert ref["delta_mIoU"] == 0 and ref["ci_low"] == ref["ci_high"] == 0

@@ -70,8 +70,12 @@ def _against_reference(args: argparse.Namespace, result: Any) -> None:
     if args.predictions:
         raise OcrnetError("--reference needs a MODEL: saved predictions keep no per-image "
                           "matrices to pair with")
+    # The model's own scale (a static package's input size) unless one was given: both runs
+    # must see the same pixels for the pairing to mean anything.
+    scale = args.scale or result.extra.get("scale")
     ref = evaluate(args.reference, args.data_root, args.split, args.limit, args.batch_size,
-                   scale=args.scale, device=args.device, skip_bad=args.skip_bad,
+                   scale=tuple(scale) if isinstance(scale, list) else scale,
+                   device=args.device, skip_bad=args.skip_bad,
                    resize=args.resize, workers=args.workers, progress=args.progress,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
     ci = result.delta_vs(ref)
