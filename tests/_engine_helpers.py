@@ -7,11 +7,8 @@ file reuses this one), and a 64x128 synthetic Cityscapes-layout set for calibrat
 
 from __future__ import annotations
 
-import atexit
 import functools
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +18,19 @@ SHAPE = (1, 3, 64, 128)
 DEMO = Path(__file__).parents[1] / "src" / "ocrnet" / "assets"
 
 
-@functools.cache
+_WORKDIR: list[Path] = []  # set once per session by conftest's `engine_artifacts` fixture
+
+
+def use_workdir(path: Path) -> None:
+    """Where the session's shared artifacts go (a pytest tmp_path_factory folder)."""
+    _WORKDIR[:] = [path]
+
+
 def workdir() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="ocrnet-engine-tests-"))
-    atexit.register(shutil.rmtree, path, True)
-    return path
+    if not _WORKDIR:
+        raise RuntimeError("_engine_helpers.workdir() is set by tests/conftest.py's session "
+                           "fixture; run the tests through pytest")
+    return _WORKDIR[0]
 
 
 @functools.cache

@@ -1,5 +1,8 @@
 """Session-wide fixtures.
 
+`engine_artifacts` (autouse): the folder of the shared artifacts `_engine_helpers` builds once per
+session.
+
 `ray_cluster`: the ONE Ray instance of a test session, started on first use and shut down at the
 end. It is a two-node `ray.cluster_utils.Cluster` (two nodes of 1 CPU, 2 CPUs in all) so that
 the Ray tests also show work landing on both nodes; every Ray job in the suite runs on it
@@ -14,6 +17,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+import _engine_helpers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The folder of the session's shared artifacts (`_engine_helpers`: the random-weight
+    checkpoint, its ONNX export, packages built from it), made once and left to pytest's own
+    temporary-folder policy instead of an atexit hook."""
+    _engine_helpers.use_workdir(tmp_path_factory.mktemp("engine-artifacts"))
+    yield _engine_helpers
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,9 @@ SCALE = (2048, 1024)
 RESIZE = "logits"
 
 # --- evaluation and prediction ----------------------------------------------------------------
+#: Images and labels whose header claims more pixels are refused before decoding: 100 MP is
+#: above any real camera (a Cityscapes frame is 2 MP) and below what exhausts memory.
+MAX_PIXELS = 100_000_000
 SPLIT = "val"
 BATCH_SIZE = 1
 PREDICT_FORMAT = "trainids"

@@ -123,6 +123,23 @@ def add_resize(p: argparse.ArgumentParser) -> None:
                         f"(mmseg-exact) or nearest labels (default: {defaults.RESIZE})")
 
 
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-pixels", type=positive_int, default=defaults.MAX_PIXELS,
+                   help="refuse images whose header claims more pixels, before decoding "
+                        f"(default: {defaults.MAX_PIXELS:_})")
+
+
+def check_outputs(*paths: str | None) -> None:
+    """Fail now, not after an hour of work, if an output file's folder cannot be written."""
+    from pathlib import Path
+
+    from ocrnet.fileio import prepare_folder
+
+    for path in paths:
+        if path:
+            prepare_folder(Path(path).parent)
+
+
 def add_batch_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
                    help=f"images per engine call (default: {defaults.BATCH_SIZE})")

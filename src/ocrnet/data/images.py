@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ocrnet import defaults
 from ocrnet.errors import BadFileError, BadImageError, DataError, ImageTooLargeError
 
 #: File suffixes the tool treats as images (folder scans in predict, compare, bench, calibration).
@@ -26,7 +27,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm",
 })
 #: 100 MP: above any real camera (a 1024x2048 Cityscapes frame is 2 MP), below what exhausts memory.
-DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 # Bytes per pixel no accepted format exceeds uncompressed (16-bit RGBA = 8), plus room for
 # metadata: a larger file cannot be an image within the pixel limit.
 _MAX_BYTES_PER_PIXEL = 8
