@@ -5,7 +5,8 @@
 One package (default: the shipped demo model as an OpenVINO fp32 package, 4x3x256x512, built
 once into --out), one set of generated 256x512 street scenes (PNG). In turn:
 
-1. engine alone: `ocrnet bench PKG --batch N` (img/s, latency of one call);
+1. engine alone: `ocrnet bench PKG --batch N` (img/s, latency of one call), before and again
+   after step 2 (the reference is their mean);
 2. the server (`ocrnet serve`, a subprocess) at client concurrency 1, 4, 16: each client sends
    one image, waits for the answer, sends the next (closed loop), `--requests` in all per level
    or `--seconds`, whichever ends first: img/s, p50/p90/p99 latency, errors, mean batch size;
@@ -57,6 +58,7 @@ def main() -> int:
     p.add_argument("--markdown", help="also write the report here")
     args = p.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     package = Path(args.package) if args.package else build_demo_package(out, args)
@@ -81,12 +83,18 @@ def main() -> int:
             print(f"  c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
                   f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
         clean_exit = server.stop()
+    # The engine alone again, after the server: the reference is the mean of both, so a machine
+    # that got busier or quieter meanwhile shows up as their spread instead of a skewed ratio.
+    after = bench_engine(package, n, h, w, args.bench_seconds)
+    engine = {**engine, "img_s_before": engine["img_s"], "img_s_after": after["img_s"],
+              "img_s": (engine["img_s"] + after["img_s"]) / 2}
 
     print(f"[3/3] overload: {args.overload_concurrency} clients, --max-queue "
           f"{args.overload_queue}, 2 waves of {args.overload_seconds:g} s", flush=True)
     overload = run_overload(package, images, args)
 
-    report = {"machine": machine(), "package": str(package), "input_shape": [n, 3, h, w],
+    report = {"machine": {**machine(), "load_avg_1m_at_start": load_at_start},
+              "package": str(package), "input_shape": [n, 3, h, w],
               "precision": manifest["precision"], "backend": manifest["backend"],
               "engine": engine, "server": rows, "server_clean_exit": clean_exit,
               "overload": overload, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -316,15 +324,17 @@ def machine() -> dict:
 def markdown(r: dict) -> str:
     e, m = r["engine"], r["machine"]
     lines = [
-        f"`{r['command']}` — {r['date']}, {m['cpu']}, {m['cores']} cores (1-min load average at "
-        f"the end: {m['load_avg_1m_at_end']:.1f}); package {r['backend']} {r['precision']} "
+        f"`{r['command']}` — {r['date']}, {m['cpu']}, {m['cores']} cores (1-min load average "
+        f"{m['load_avg_1m_at_start']:.1f} at the start, {m['load_avg_1m_at_end']:.1f} at the end); "
+        "package {r['backend']} {r['precision']} "
         f"{'x'.join(map(str, r['input_shape']))}, {r['input_shape'][2]}x{r['input_shape'][3]} "
         "PNG scenes.",
         "",
         "| what | concurrency | img/s | vs engine | p50 ms | p90 ms | p99 ms | p99/p50 | errors "
         "| mean batch |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| engine alone (`ocrnet bench`, batch {e['batch']}) | – | {e['img_s']:.2f} | 1.00x "
+        f"| engine alone (`ocrnet bench`, batch {e['batch']}; mean of {e['img_s_before']:.2f} "
+        f"before and {e['img_s_after']:.2f} after the server) | – | {e['img_s']:.2f} | 1.00x "
         f"| {_f(e['p50_ms'])} | {_f(e['p90_ms'])} | {_f(e['p99_ms'])} | – | – | {e['batch']} |",
     ]
     for s in r["server"]:
