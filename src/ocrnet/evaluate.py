@@ -137,7 +137,8 @@ def evaluate(
             model, data_root, split, limit, batch_size, address=ray, scale=scale,
             device=device, save_predictions=save_predictions, skip_bad=skip_bad, resize=resize,
             workers=workers, threads=threads, progress=progress,
-            trust_checkpoint=trust_checkpoint, trust_package=trust_package)
+            trust_checkpoint=trust_checkpoint, trust_package=trust_package,
+            max_pixels=max_pixels)
     if resize not in RESIZE_MODES:
         raise OcrnetError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
     if batch_size < 1:

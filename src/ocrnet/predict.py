@@ -153,6 +153,7 @@ def predict(
             overlay=overlay, opacity=opacity, scale=scale, batch_size=batch_size, device=device,
             resize=resize, workers=workers, threads=threads, skip_bad=skip_bad,
             progress=progress, trust_checkpoint=trust_checkpoint, trust_package=trust_package,
+            max_pixels=max_pixels,
         ).images
     jobs = plan_jobs(inputs, out_dir, format=format, color=color, overlay=overlay,
                      opacity=opacity, batch_size=batch_size, resize=resize)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ocrnet import defaults
 from ocrnet.data.cityscapes import CLASSES, discover
+from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.loader import Loader, SkippedFile
 from ocrnet.data.transforms import Scale
 from ocrnet.engines.base import RESIZE_MODES, Engine
@@ -72,6 +73,7 @@ def evaluate_on_ray(
     progress: bool = True,
     trust_checkpoint: bool = False,
     trust_package: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvalResult:
     """`ocrnet.evaluate.evaluate` on the Ray cluster at `address` (`local`, `auto`, HOST:PORT):
     `workers` engine actors (default one per node) of `threads` threads each (default: the
@@ -96,9 +98,9 @@ def evaluate_on_ray(
             _EvalWorker, batch_size=per_task,
             fn_constructor_kwargs={
                 "model": shipped, "scale": scale, "resize": resize, "batch_size": batch_size,
-                "out_dir": out_dir, "threads": plan.threads, "pinning": plan.pinning,
-                "device": device, "trust_checkpoint": trust_checkpoint,
-                "trust_package": trust_package},
+                "out_dir": out_dir, "max_pixels": max_pixels, "threads": plan.threads,
+                "pinning": plan.pinning, "device": device,
+                "trust_checkpoint": trust_checkpoint, "trust_package": trust_package},
             **map_options(plan, device))
         tally = _Tally(skip_bad)
         try:
@@ -213,9 +215,10 @@ class _EvalWorker(EngineWorker):
     """One actor: the model opened once; each call scores a few rows' images."""
 
     def __init__(self, model: ShippedModel, *, scale: Scale | None, resize: str,
-                 batch_size: int, out_dir: Any, **engine_kwargs: Any) -> None:
+                 batch_size: int, out_dir: Any, max_pixels: int, **engine_kwargs: Any) -> None:
         super().__init__(model, **engine_kwargs)
         self.resize, self.batch_size, self.out_dir = resize, batch_size, out_dir
+        self.max_pixels = max_pixels
         if self.error is None:
             try:  # as in-process eval: a model of other classes is refused
                 _check_classes(self.engine, model.source)
@@ -238,7 +241,7 @@ class _EvalWorker(EngineWorker):
         records: list[dict[str, Any]] = []
         # One decode thread: the actor's CPUs belong to its engine.
         loader = Loader([s for _, s in items], batch_size=self.batch_size, scale=self.scale,
-                        workers=1, skip_bad=True)
+                        workers=1, skip_bad=True, max_pixels=self.max_pixels)
         try:
             for loaded in loader:
                 for sample, cm in zip(loaded.samples,

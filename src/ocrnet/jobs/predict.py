@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrnet import defaults
+from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.loader import SkippedFile
 from ocrnet.data.transforms import Scale, parse_scale
 from ocrnet.engines.base import Engine
@@ -81,6 +82,7 @@ def predict_on_ray(
     progress: bool = True,
     trust_checkpoint: bool = False,
     trust_package: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RayPredictResult:
     """`ocrnet.predict.predict` on the Ray cluster at `address` (`local`, `auto`, HOST:PORT).
 
@@ -99,7 +101,7 @@ def predict_on_ray(
     todo = [(i, job) for i, job in enumerate(jobs) if not output_exists(job, suffixes)]
     resumed = len(jobs) - len(todo)
     options = {"format": format, "color": color, "overlay": overlay, "opacity": opacity,
-               "batch_size": batch_size, "resize": resize,
+               "batch_size": batch_size, "resize": resize, "max_pixels": max_pixels,
                "scale": parse_scale(scale) if isinstance(scale, str) else scale}
 
     info: dict[str, Any] = {"address": address}
