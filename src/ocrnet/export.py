@@ -110,50 +110,26 @@ def export_onnx(
         raise BackendUnavailableError("onnx export", "onnx", "onnx") from None
     if opset < 17:
         raise OcrnetError(f"opset {opset} is not supported; use 17 or newer")
+    if winograd and dynamic:
+        raise OcrnetError("--winograd needs a static height and width (its tiling is fixed "
+                          "at export); drop --dynamic or --winograd")
     dims = parse_shape(shape)
     outputs = _check_outputs(outputs)
     meta = dict(metadata or {})
-    if not isinstance(model, nn.Module):
-        from ocrnet.model import model_from_checkpoint
-        from ocrnet.package import sha256_file
-
-        meta.setdefault("source_sha256", sha256_file(model))
-        meta.setdefault("source", str(model))
-        model = model_from_checkpoint(model, trust_checkpoint=trust_checkpoint)
-    model = model.float().eval()
-    meta.setdefault("variant", getattr(getattr(model, "variant", None), "name", "unknown"))
-    meta.setdefault("num_classes", str(getattr(model, "num_classes", 19)))
+    model = _float_model(model, meta, trust_checkpoint)
     graph_model = model
     if winograd:
-        if dynamic:
-            raise OcrnetError("--winograd needs a static height and width (its tiling is fixed "
-                              "at export); drop --dynamic or --winograd")
         from ocrnet.model.winograd import with_winograd
 
         graph_model, rewritten = with_winograd(model)
         meta["winograd_f4x4_3x3"] = ",".join(rewritten)
     wrapper = _ExportWrapper(graph_model, outputs, uint8_input).eval()
-
-    n, _, h, w = dims
-    if dynamic or dynamic_batch:
-        n = max(n, 2)  # an example batch of 1 would be specialised to a constant 1
-    example = (torch.zeros((n, h, w, 3), dtype=torch.uint8) if uint8_input
-               else torch.zeros((n, 3, h, w)))
-    want = ((0, 1, 2) if uint8_input else (0, 2, 3)) if dynamic else (0,) if dynamic_batch else ()
-    dynamic_shapes = {"x": dict.fromkeys(want, torch.export.Dim.DYNAMIC)} if want else None
+    example, want = _example_input(dims, uint8_input, dynamic, dynamic_batch)
 
     out = Path(out)
     prepare_folder(out.parent)  # a bad --out fails now, not after the export
     start = time.perf_counter()
-    with torch.inference_mode(False), torch.no_grad():
-        program = torch.onnx.export(
-            wrapper, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=outputs, dynamic_shapes=dynamic_shapes, verbose=False,
-            external_data=False)
-    proto = program.model_proto
-    del proto.metadata_props[:]  # the exporter's per-node provenance is noise for users
-    for key, value in {"ocrnet": json.dumps(meta, sort_keys=True)}.items():
-        proto.metadata_props.add(key=key, value=value)
+    proto = _to_onnx(wrapper, example, want, outputs, opset, meta)
     # Saved and checked under a temporary name: a full disk or a failed check leaves no
     # truncated .onnx, and an earlier file at `out` stays as it was.
     with atomic_path(out) as tmp:
@@ -171,6 +147,49 @@ def export_onnx(
     if verify:
         result.verify = verify_onnx(model, out, dims, uint8_input=uint8_input, dynamic=dynamic)
     return result
+
+
+def _float_model(model: nn.Module | str | os.PathLike[str], meta: dict[str, str],
+                 trust_checkpoint: bool) -> nn.Module:
+    """The fp32 eval-mode model (loaded if `model` is a checkpoint path); fills `meta`."""
+    if not isinstance(model, nn.Module):
+        from ocrnet.model import model_from_checkpoint
+        from ocrnet.package import sha256_file
+
+        meta.setdefault("source_sha256", sha256_file(model))
+        meta.setdefault("source", str(model))
+        model = model_from_checkpoint(model, trust_checkpoint=trust_checkpoint)
+    model = model.float().eval()
+    meta.setdefault("variant", getattr(getattr(model, "variant", None), "name", "unknown"))
+    meta.setdefault("num_classes", str(getattr(model, "num_classes", 19)))
+    return model
+
+
+def _example_input(dims: Sequence[int], uint8_input: bool, dynamic: bool,
+                   dynamic_batch: bool) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The example input and which of its axes are symbolic."""
+    n, _, h, w = dims
+    if dynamic or dynamic_batch:
+        n = max(n, 2)  # an example batch of 1 would be specialised to a constant 1
+    example = (torch.zeros((n, h, w, 3), dtype=torch.uint8) if uint8_input
+               else torch.zeros((n, 3, h, w)))
+    want = ((0, 1, 2) if uint8_input else (0, 2, 3)) if dynamic else (0,) if dynamic_batch else ()
+    return example, want
+
+
+def _to_onnx(wrapper: nn.Module, example: torch.Tensor, want: tuple[int, ...],
+             outputs: Sequence[str], opset: int, meta: dict[str, str]) -> Any:
+    """The dynamo export as an ONNX ModelProto carrying `meta` (and nothing else) as metadata."""
+    dynamic_shapes = {"x": dict.fromkeys(want, torch.export.Dim.DYNAMIC)} if want else None
+    with torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=list(outputs), dynamic_shapes=dynamic_shapes, verbose=False,
+            external_data=False)
+    proto = program.model_proto
+    del proto.metadata_props[:]  # the exporter's per-node provenance is noise for users
+    proto.metadata_props.add(key="ocrnet", value=json.dumps(meta, sort_keys=True))
+    return proto
 
 
 def _graph_input_shape(proto: Any) -> list[int | str]:
