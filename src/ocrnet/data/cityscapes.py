@@ -154,15 +154,7 @@ def discover(
             "leftImg8bit/ and gtFine/"
         )
     image_dir = root / "leftImg8bit" / split
-    images = _scan(image_dir, [IMAGE_SUFFIX])[IMAGE_SUFFIX]
-    if not images:
-        found = sorted(p.name for p in (root / "leftImg8bit").glob("*") if p.is_dir())
-        where = f"splits found: {', '.join(found)}" if found else "no leftImg8bit/ splits found"
-        raise DataError(
-            f"no images matching {image_dir}/<city>/*{IMAGE_SUFFIX} ({where}); check --data-root "
-            "and --split"
-        )
-
+    images = _images(root, image_dir)
     _unique_stems(images, image_dir)
     label_dir = root / "gtFine" / split
     found = _scan(label_dir, [TRAIN_IDS_SUFFIX, LABEL_IDS_SUFFIX])
@@ -183,9 +175,27 @@ def discover(
         label, fmt = label_of(key)
         samples.append(Sample(stem=key[1], city=key[0], image=images[key], label=label,
                               label_format=fmt))
-    if not labels_required:
-        return samples
+    if labels_required:
+        _check_pairs(samples, images, {**label_ids, **train_ids}, image_dir, label_dir)
+    return samples
 
+
+def _images(root: Path, image_dir: Path) -> dict[tuple[str, str], Path]:
+    """(city, frame) -> image of one split; an empty split names the splits there are."""
+    images = _scan(image_dir, [IMAGE_SUFFIX])[IMAGE_SUFFIX]
+    if not images:
+        found = sorted(p.name for p in (root / "leftImg8bit").glob("*") if p.is_dir())
+        where = f"splits found: {', '.join(found)}" if found else "no leftImg8bit/ splits found"
+        raise DataError(
+            f"no images matching {image_dir}/<city>/*{IMAGE_SUFFIX} ({where}); check --data-root "
+            "and --split"
+        )
+    return images
+
+
+def _check_pairs(samples: list[Sample], images: dict[tuple[str, str], Path],
+                 labels: dict[tuple[str, str], Path], image_dir: Path, label_dir: Path) -> None:
+    """Every image has a label and every label an image, or a `DataError` listing them."""
     unpaired = [s.image for s in samples if s.label is None]
     if unpaired:
         raise DataError(
@@ -193,13 +203,12 @@ def discover(
             f"*{LABEL_IDS_SUFFIX} in {label_dir}): {_listing(unpaired)}; add the labels, remove "
             "the images, or predict without labels"
         )
-    orphans = [p for key, p in sorted({**label_ids, **train_ids}.items()) if key not in images]
+    orphans = [p for key, p in sorted(labels.items()) if key not in images]
     if orphans:
         raise DataError(
             f"{len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
             f"{_listing(orphans)}; add the images or remove the labels"
         )
-    return samples
 
 
 # --- label files -----------------------------------------------------------------------------
