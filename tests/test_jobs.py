@@ -180,8 +180,10 @@ def _cmdline(process: Any) -> list[str]:
 
 
 def test_scoring_saved_predictions_on_ray_is_identical(
-        ray_cluster: Any, package: Path, data: Path, tmp_path: Path) -> None:
-    preds = tmp_path / "preds"
+        ray_cluster: Any, package: Path, data: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    preds = Path("preds")  # relative: the Ray workers must resolve it in the driver's folder
     good = [p for p in (data / "leftImg8bit" / "val").rglob("*.png") if p.stat().st_size > 64]
     predict(package, good, preds, format="cityscapes", progress=False)
     expected = evaluate_predictions(preds, data, skip_bad=True, progress=False).to_json()

@@ -288,9 +288,11 @@ class EngineWorker:
     """
 
     def __init__(self, model: ShippedModel, *, threads: int, pinning: bool | None,
-                 device: str, trust_checkpoint: bool, trust_package: bool) -> None:
+                 device: str, trust_checkpoint: bool, trust_package: bool,
+                 cwd: str | None = None) -> None:
         import ray
 
+        follow_driver(cwd)
         node_id = ray.get_runtime_context().get_node_id()
         self.worker: dict[str, Any] = {"node": node_id, "host": socket.gethostname(),
                                        "pid": os.getpid()}
@@ -337,6 +339,13 @@ class EngineWorker:
         for record in records:
             record.update(worker=self.worker, task=task)
         return encode_records(indices, records)
+
+
+def follow_driver(cwd: str | None) -> None:
+    """Work in the driver's folder, where it exists on this node (the shared mount), so the
+    relative paths a user typed mean the same files in every actor as on the driver."""
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
 
 
 def _backend_of(path: Path) -> str | None:

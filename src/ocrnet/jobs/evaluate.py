@@ -43,6 +43,7 @@ from ocrnet.jobs.cluster import (
     collect,
     connect,
     encode_records,
+    follow_driver,
     images_per_task,
     map_options,
     plan_actors,
@@ -100,7 +101,8 @@ def evaluate_on_ray(
                 "model": shipped, "scale": scale, "resize": resize, "batch_size": batch_size,
                 "out_dir": out_dir, "max_pixels": max_pixels, "threads": plan.threads,
                 "pinning": plan.pinning, "device": device,
-                "trust_checkpoint": trust_checkpoint, "trust_package": trust_package},
+                "trust_checkpoint": trust_checkpoint, "trust_package": trust_package,
+                "cwd": os.getcwd()},
             **map_options(plan, device))
         tally = _Tally(skip_bad)
         try:
@@ -149,7 +151,7 @@ def evaluate_predictions_on_ray(
         if pairs:
             rows = [{"index": i, "pair": pickle.dumps(p)} for i, p in enumerate(pairs)]
             opts: dict[str, Any] = {"batch_size": _PAIRS_PER_TASK, "batch_format": "numpy",
-                                    "num_cpus": 1}
+                                    "num_cpus": 1, "fn_kwargs": {"cwd": os.getcwd()}}
             if workers:
                 opts["concurrency"] = workers
             ds = rows_dataset(ray, rows, _PAIRS_PER_TASK).map_batches(_score_pairs, **opts)
@@ -265,10 +267,11 @@ class _EvalWorker(EngineWorker):
         return indices, records
 
 
-def _score_pairs(batch: dict[str, Any]) -> dict[str, Any]:
+def _score_pairs(batch: dict[str, Any], cwd: str | None = None) -> dict[str, Any]:
     """A Ray task: score saved predictions against their labels (`score_pair`)."""
     import ray
 
+    follow_driver(cwd)
     worker = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     indices: list[int] = []
     records: list[dict[str, Any]] = []

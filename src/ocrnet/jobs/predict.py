@@ -141,7 +141,8 @@ def predict_on_ray(
 def _engine_kwargs(plan: Any, device: str, trust_checkpoint: bool,
                    trust_package: bool) -> dict[str, Any]:
     return {"threads": plan.threads, "pinning": plan.pinning, "device": device,
-            "trust_checkpoint": trust_checkpoint, "trust_package": trust_package}
+            "trust_checkpoint": trust_checkpoint, "trust_package": trust_package,
+            "cwd": os.getcwd()}
 
 
 class _PredictWorker(EngineWorker):
