@@ -247,3 +247,32 @@ def test_actor_plans_that_cannot_fit_are_one_line(workers: int | None,
 
     with pytest.raises(OcrnetError, match=r"do not fit|positive integer"):
         plan_actors(_FakeRay([2, 2]), workers, threads)
+
+
+class _FakeDataset:
+    """Output batches as Ray Data streams them, with a retried task's image delivered twice."""
+
+    def __init__(self, batches: list[list[tuple[int, dict[str, Any]]]]) -> None:
+        self.batches = batches
+
+    def iter_batches(self, **_: Any) -> Any:
+        import numpy as np
+
+        for batch in self.batches:
+            yield {"index": np.array([i for i, _ in batch]),
+                   "record": np.array([json.dumps(r) for _, r in batch], dtype=object)}
+
+
+def test_an_image_delivered_twice_counts_once_and_a_lost_one_is_an_error() -> None:
+    from ocrnet.jobs.cluster import collect
+
+    worker = {"node": "n1", "pid": 1}
+    rec = {"value": 1, "worker": worker, "task": [0.0, 1.0]}
+    seen: list[int] = []
+    ds = _FakeDataset([[(0, rec), (1, rec)], [(1, {**rec, "value": 2}), (2, rec)]])
+    out = collect(ds, 3, desc="t", progress=False, on_record=lambda i, r: seen.append(i))
+    assert seen == [0, 1, 2] and out.repeats == 1 and out.records[1]["value"] == 1
+    assert out.workers_json()[0]["images"] == 3
+    with pytest.raises(OcrnetError, match="returned 2 of 3 images"):
+        collect(_FakeDataset([[(0, rec), (1, rec)]]), 3, desc="t", progress=False,
+                on_record=lambda i, r: None)
