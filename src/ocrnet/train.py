@@ -242,30 +242,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    if cfg.amp not in AMP_MODES:
-        raise OcrnetError(f"unknown --amp {cfg.amp!r}; valid: {', '.join(AMP_MODES)}")
-    model = build_model(cfg.variant, num_classes=len(CLASSES))
-    if cfg.init:
-        init = read_checkpoint(cfg.init, trust_checkpoint=trust_checkpoint)
-        load_state_dict_strict(model, extract_state_dict(init), source=cfg.init)
-    if cfg.amp == "bf16":
-        # oneDNN's bf16 convolutions are fastest with NHWC activations and weights
-        model = model.to(memory_format=torch.channels_last)
+    model = _initial_model(cfg, trust_checkpoint)
     optimizer = _optimizer(model, cfg)
-    start = 0
     latest = out / "latest.pth"
-    if resume and latest.exists():
-        ckpt = read_checkpoint(latest)
-        load_state_dict_strict(model, extract_state_dict(ckpt), source=str(latest))
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            meta = ckpt["meta"]
-            start = int(meta["iter"])
-            cfg.history = list(json.loads(meta.get("history", "[]")))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(
-                f"{latest} is not a training checkpoint this tool can resume from ({err!r}); "
-                "move it away or train with --no-resume") from None
+    start = _resume(latest, model, optimizer, cfg) if resume and latest.exists() else 0
     model.train()
     bar = tqdm(total=cfg.iters, initial=start, desc="train", unit="it", disable=not progress,
                dynamic_ncols=True)
@@ -273,22 +253,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     running: float | None = None
     for it, (images, target) in enumerate(_batches(samples, cfg, start), start=start):
         lr = learning_rate(cfg, it)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if cfg.amp == "bf16":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            ocr_logits, aux_logits = model.forward_heads(images)
-        # the loss (and its softmax) in fp32 whatever the forward ran in
-        loss = segmentation_loss(ocr_logits.float(), target)
-        loss = loss + cfg.aux_weight * segmentation_loss(aux_logits.float(), target)
-        if not math.isfinite(loss.item()):
-            raise OcrnetError(f"training diverged at iteration {it} (loss {loss.item()}); "
-                              "lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        loss = _step(model, optimizer, images, target, cfg, lr, it)
+        running = loss if running is None else 0.9 * running + 0.1 * loss
         bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}")
         bar.update(1)
         done = it + 1
@@ -310,6 +276,58 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     final = out / "final.pth"
     _save(final, model, None, cfg, cfg.iters, time.perf_counter() - started)
     return final
+
+
+def _initial_model(cfg: TrainConfig, trust_checkpoint: bool) -> torch.nn.Module:
+    """A fresh model, or `cfg.init`'s weights; NHWC for bf16."""
+    if cfg.amp not in AMP_MODES:
+        raise OcrnetError(f"unknown --amp {cfg.amp!r}; valid: {', '.join(AMP_MODES)}")
+    model = build_model(cfg.variant, num_classes=len(CLASSES))
+    if cfg.init:
+        init = read_checkpoint(cfg.init, trust_checkpoint=trust_checkpoint)
+        load_state_dict_strict(model, extract_state_dict(init), source=cfg.init)
+    if cfg.amp == "bf16":
+        # oneDNN's bf16 convolutions are fastest with NHWC activations and weights
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _resume(latest: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            cfg: TrainConfig) -> int:
+    """Load `latest.pth` into the model and optimizer; the iteration to carry on from."""
+    ckpt = read_checkpoint(latest)
+    load_state_dict_strict(model, extract_state_dict(ckpt), source=str(latest))
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        meta = ckpt["meta"]
+        start = int(meta["iter"])
+        cfg.history = list(json.loads(meta.get("history", "[]")))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(
+            f"{latest} is not a training checkpoint this tool can resume from ({err!r}); "
+            "move it away or train with --no-resume") from None
+    return start
+
+
+def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+          target: torch.Tensor, cfg: TrainConfig, lr: float, it: int) -> float:
+    """One optimisation step at learning rate `lr`; the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if cfg.amp == "bf16":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+        ocr_logits, aux_logits = model.forward_heads(images)
+    # the loss (and its softmax) in fp32 whatever the forward ran in
+    loss = segmentation_loss(ocr_logits.float(), target)
+    loss = loss + cfg.aux_weight * segmentation_loss(aux_logits.float(), target)
+    if not math.isfinite(loss.item()):
+        raise OcrnetError(f"training diverged at iteration {it} (loss {loss.item()}); "
+                          "lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def _save(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
