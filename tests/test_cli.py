@@ -116,3 +116,16 @@ def test_next_hints_run_as_printed(tmp_path: Path, capsys: pytest.CaptureFixture
     (hint,) = _hints(capsys.readouterr().out)
     hint = [str(data) if a == "CITYSCAPES_ROOT" else a for a in hint]
     assert main([*hint, "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize("verb", ["eval", "predict", "inspect"])
+def test_a_bad_json_path_fails_before_any_work(verb: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = {"eval": ["eval", "never-opened.pth", "--data-root", str(tmp_path)],
+            "predict": ["predict", "never-opened.pth", str(tmp_path), "--out", str(tmp_path)],
+            "inspect": ["inspect", "never-opened.pth"]}[verb]
+    assert main([*argv, "--json", str(blocker / "out.json")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(blocker) in line and "never-opened" not in line  # the model was never opened

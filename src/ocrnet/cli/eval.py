@@ -10,12 +10,14 @@ from ocrnet.cli.options import (
     RAY_WORKERS_HELP,
     add_batch_size,
     add_device,
+    add_max_pixels,
     add_output,
     add_ray,
     add_resize,
     add_scale,
     add_trust,
     add_workers,
+    check_outputs,
     positive_int,
     write_json,
 )
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", metavar="MODEL",
                    help="also evaluate this model (e.g. the fp32 checkpoint) on the same images "
                         "and report ΔmIoU with its 95%% paired bootstrap interval")
+    add_max_pixels(p)
     add_output(p)
     p.set_defaults(handler=run)
 
@@ -75,7 +78,7 @@ def _against_reference(args: argparse.Namespace, result: Any) -> None:
     scale = args.scale or result.extra.get("scale")
     ref = evaluate(args.reference, args.data_root, args.split, args.limit, args.batch_size,
                    scale=tuple(scale) if isinstance(scale, list) else scale,
-                   device=args.device, skip_bad=args.skip_bad,
+                   device=args.device, skip_bad=args.skip_bad, max_pixels=args.max_pixels,
                    resize=args.resize, workers=args.workers, progress=args.progress,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
     ci = result.delta_vs(ref)
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ocrnet.evaluate import evaluate, evaluate_predictions
 
     model = model_of(args)
+    check_outputs(args.json_out)
     if args.predictions:
         if model:
             raise OcrnetError("--predictions scores saved files: name no MODEL with it")
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             model, args.data_root, args.split, args.limit, args.batch_size, scale=args.scale,
             device=args.device, save_predictions=args.save_predictions,
             skip_bad=args.skip_bad, resize=args.resize, workers=args.workers,
+            max_pixels=args.max_pixels,
             progress=args.progress, trust_checkpoint=args.trust_checkpoint,
             trust_package=args.trust_package, threads=args.threads, ray=args.ray,
         )

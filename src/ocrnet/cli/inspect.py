@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ocrnet.cli.options import add_trust, write_json
+from ocrnet.cli.options import add_trust, check_outputs, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ocrnet.model.checkpoint import describe_checkpoint
 
+    check_outputs(args.json_out)
     info = describe_checkpoint(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
     config = info.pop("config", None)
     for key, value in info.items():

@@ -10,6 +10,7 @@ from ocrnet.cli.options import (
     RAY_WORKERS_HELP,
     add_batch_size,
     add_device,
+    add_max_pixels,
     add_model,
     add_output,
     add_ray,
@@ -17,6 +18,7 @@ from ocrnet.cli.options import (
     add_scale,
     add_trust,
     add_workers,
+    check_outputs,
     fraction,
     write_json,
 )
@@ -45,16 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip unreadable images, listed in the output and the JSON, instead of "
                         "stopping at the first")
     add_trust(p)
+    add_max_pixels(p)
     add_output(p, json_help="write the written files as JSON here (with --ray: an object with "
                             "images, resumed, skipped and the Ray run)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args.json_out)
     options = dict(format=args.format, color=args.color, overlay=args.overlay,
                    opacity=args.opacity, scale=args.scale, batch_size=args.batch_size,
                    device=args.device, resize=args.resize, workers=args.workers,
                    threads=args.threads, skip_bad=args.skip_bad, progress=args.progress,
+                   max_pixels=args.max_pixels,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
     if args.ray:
         from ocrnet.jobs.predict import predict_on_ray
