@@ -264,7 +264,7 @@ class _FakeDataset:
 
 
 def test_an_image_delivered_twice_counts_once_and_a_lost_one_is_an_error() -> None:
-    from ocrnet.jobs.cluster import collect
+    from ocrnet.jobs.records import collect
 
     worker = {"node": "n1", "pid": 1}
     rec = {"value": 1, "worker": worker, "task": [0.0, 1.0]}

@@ -6,6 +6,7 @@ their outputs are identical to an in-process run by construction. Nothing here i
 module load: `ocrnet.predict.predict(..., ray=ADDRESS)` and `ocrnet.evaluate.evaluate(...,
 ray=ADDRESS)` import these modules, and they import Ray, only when a cluster is asked for.
 
-`cluster.py` connects, sizes actors and ships the model; `predict.py` and `evaluate.py` are
-the two jobs.
+`cluster.py` connects and sizes the actors, `shipping.py` carries the model to every node,
+`worker.py` is the engine actor, `records.py` what actors send and how the driver collects it;
+`predict.py` and `evaluate.py` are the two jobs.
 """

@@ -1,4 +1,4 @@
-"""Connecting to Ray, sizing the engine actors, shipping the model, and collecting results.
+"""Connecting to Ray and sizing the job: the driver's side of `predict` / `eval` on Ray.
 
 * `connect(address)`: `local` starts a Ray instance on this machine, `auto` joins the cluster
   this machine belongs to (Ray's meaning), anything else is a cluster address (`HOST:PORT`,
@@ -6,33 +6,23 @@
   installed or an address nobody answers on is one `OcrnetError` line.
 * `plan_actors`: how many actors and how many engine threads each (`--workers`, `--threads`);
   the default is one actor per node using that node's cores.
-* `ship_model`: the package (or checkpoint / ONNX file) goes through Ray's object store, never a
-  shared path; each node unpacks it once into a local cache and checks its sha256 on arrival.
-* `EngineWorker`: the base of the jobs' callable classes, opening the shipped model once per
-  actor with its threads set to the CPUs Ray gave the actor.
-* `collect`: the driver's loop over the job's output rows: one progress bar, each image
-  counted once however often Ray retried the task that produced it.
+* `map_options`, `images_per_task`, `rows_dataset`: the Ray Data pipeline's shape.
+
+The model travels in `shipping.py`, the actors are `worker.py`, the rows they send back and
+the driver's loop over them are `records.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
-import shutil
 import socket
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from ocrnet.errors import OcrnetError, PackageError
-from ocrnet.progress import progress_bar
+from ocrnet.errors import OcrnetError
 
 INSTALL_HINT = "pip install 'ocrnet[ray]'"
 #: Images per Ray task = package batch x this: enough to overlap decoding with inference inside
@@ -41,7 +31,6 @@ BATCHES_PER_TASK = 4
 _MAX_BLOCKS = 20_000
 _PROBE_TIMEOUT_S = 5.0
 _WAIT_FOR_ACTORS_S = 600
-_CACHE = "ocrnet-ray-models"
 
 
 def require_ray() -> Any:
@@ -166,197 +155,6 @@ def plan_actors(ray: Any, workers: int | None, threads: int | None) -> ActorPlan
 
 
 # --- shipping the model ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ShippedModel:
-    """A model in Ray's object store: `files` maps relative paths to bytes; `digest` is the
-    sha256 of the package manifest (which lists every file's sha256) or of the single file."""
-
-    name: str
-    source: str
-    is_package: bool
-    digest: str
-    files: Any = field(repr=False)  # ray.ObjectRef -> dict[str, bytes]
-    size: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.source, "sha256": self.digest, "bytes": self.size,
-                "shipped": "ray object store"}
-
-
-def ship_model(ray: Any, path: str | os.PathLike[str]) -> ShippedModel:
-    """Read `path` (a package folder, checked here first, or one .pth/.onnx file) into Ray's
-    object store, so nodes without the driver's filesystem can open it."""
-    from ocrnet.package import MANIFEST, read_package
-
-    src = Path(path)
-    files: dict[str, bytes] = {}
-    if src.is_dir():
-        package = read_package(src)
-        for name in [MANIFEST, *package.files]:
-            files[name] = (src / name).read_bytes()
-        for name, digest in package.files.items():  # what is shipped is what was verified
-            if hashlib.sha256(files[name]).hexdigest() != digest:
-                raise PackageError(f"package {src} changed while it was being read ({name}); "
-                                   "run the job again")
-        digest = hashlib.sha256(files[MANIFEST]).hexdigest()
-    elif src.is_file():
-        try:
-            files[src.name] = src.read_bytes()
-        except OSError as err:
-            raise OcrnetError(f"cannot read model {src}: {err.strerror or err}") from None
-        digest = hashlib.sha256(files[src.name]).hexdigest()
-    else:
-        raise OcrnetError(f"no model at {src}: expected an engine package folder, a .pth "
-                          "checkpoint or an .onnx file")
-    size = sum(len(b) for b in files.values())
-    return ShippedModel(src.name, str(path), src.is_dir(), digest, ray.put(files), size)
-
-
-def materialize(model: ShippedModel, node_id: str) -> tuple[Path, bool]:
-    """This node's copy of `model` (fetched from the object store once per node and checked);
-    returns its path and whether this call fetched it."""
-    import ray
-
-    from ocrnet.package import MANIFEST
-
-    root = Path(tempfile.gettempdir()) / _CACHE
-    local_name = _local_name(model)
-    final = root / _entry(model, node_id)
-    target = final / local_name
-    key = MANIFEST if model.is_package else None
-    if (final / ".complete").is_file():
-        return target, False
-    root.mkdir(parents=True, exist_ok=True)
-    files: dict[str, bytes] = ray.get(model.files)
-    check = files[key] if key else files[model.name]
-    got = hashlib.sha256(check).hexdigest()
-    if got != model.digest:
-        raise PackageError(f"model {model.source} arrived on node {node_id[:12]} with sha256 "
-                           f"{got[:16]}..., expected {model.digest[:16]}...; not opening it")
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
-        base = stage / local_name
-        for rel, data in files.items():
-            out = base / rel if model.is_package else base
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
-        (stage / ".complete").write_text(model.digest + "\n")
-        try:
-            os.rename(stage, final)
-        except OSError:  # another actor on this node got there first: use its copy
-            shutil.rmtree(stage, ignore_errors=True)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-    return target, True
-
-
-def _local_name(model: ShippedModel) -> str:
-    # A single file keeps its suffix: it is how `open_model` tells a checkpoint from ONNX.
-    return "package" if model.is_package else "model" + Path(model.name).suffix
-
-
-def _entry(model: ShippedModel, node_id: str) -> str:
-    """A node's cache entry: by content, not name (one copy however the package is called)."""
-    return f"{node_id[:12]}-{model.digest[:16]}-{_local_name(model)}"
-
-
-def release_model(ray: Any, model: ShippedModel) -> None:
-    """Remove every live node's copy of `model` (the job is over; the next one ships again).
-
-    One zero-CPU task pinned to each node, so it runs even while actors hold every CPU.
-    """
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    @ray.remote(num_cpus=0)
-    def remove(name: str) -> None:
-        shutil.rmtree(Path(tempfile.gettempdir()) / _CACHE / name, ignore_errors=True)
-
-    refs = [remove.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-                node["NodeID"], soft=False)).remote(_entry(model, node["NodeID"]))
-            for node in ray.nodes() if node.get("Alive")]
-    with contextlib.suppress(Exception):  # best effort: a copy left in /tmp harms nothing
-        ray.get(refs, timeout=60)
-
-
-class EngineWorker:
-    """Opens the shipped model once per actor, threads sized to the actor's CPUs.
-
-    A user error while opening (a corrupt transfer, a package this node cannot run) does not
-    kill the actor, which Ray would only start again: it is kept in `error`, and the subclass
-    answers every row with it, so the driver stops with that one line.
-    """
-
-    def __init__(self, model: ShippedModel, *, threads: int, pinning: bool | None,
-                 device: str, trust_checkpoint: bool, trust_package: bool,
-                 cwd: str | None = None) -> None:
-        import ray
-
-        follow_driver(cwd)
-        node_id = ray.get_runtime_context().get_node_id()
-        self.worker: dict[str, Any] = {"node": node_id, "host": socket.gethostname(),
-                                       "pid": os.getpid()}
-        self.error: str | None = None
-        try:
-            self._open(model, node_id, threads, pinning, device, trust_checkpoint,
-                       trust_package)
-        except OcrnetError as err:
-            self.error = f"{err} (Ray node {node_id[:12]}, {self.worker['host']})"
-
-    def _open(self, model: ShippedModel, node_id: str, threads: int, pinning: bool | None,
-              device: str, trust_checkpoint: bool, trust_package: bool) -> None:
-        from ocrnet.engines import open_model
-
-        path, fetched = materialize(model, node_id)
-        opts: dict[str, Any] = {"threads": threads}
-        engine_config: dict[str, Any] = {"threads": threads}
-        if model.is_package and _backend_of(path) == "openvino":
-            engine_config = {"INFERENCE_NUM_THREADS": threads,
-                             "ENABLE_CPU_PINNING": "engine default" if pinning is None
-                             else pinning}
-            if pinning is not None:
-                opts["pinning"] = pinning
-        elif model.is_package and _backend_of(path) == "onnxruntime":
-            engine_config = {"intra_op_num_threads": threads}
-        self.engine = open_model(path, device=device, trust_checkpoint=trust_checkpoint,
-                                 trust_package=trust_package, **opts)
-        self.worker.update(engine=engine_config, model_path=str(path), fetched_model=fetched)
-
-    def run(self, batch: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
-        """The rows' indices and one record per image (the subclass's job)."""
-        raise NotImplementedError
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Ray Data's entry point: `run`, each record tagged with this actor and the task's
-        start and end (the driver derives the actors' idle time between tasks from them)."""
-        start = time.time()
-        if self.error is not None:
-            indices = [int(i) for i in batch["index"]]
-            records: list[dict[str, Any]] = [{"error": self.error} for _ in indices]
-        else:
-            indices, records = self.run(batch)
-        task = [start, time.time()]
-        for record in records:
-            record.update(worker=self.worker, task=task)
-        return encode_records(indices, records)
-
-
-def follow_driver(cwd: str | None) -> None:
-    """Work in the driver's folder, where it exists on this node (the shared mount), so the
-    relative paths a user typed mean the same files in every actor as on the driver."""
-    if cwd and os.path.isdir(cwd):
-        os.chdir(cwd)
-
-
-def _backend_of(path: Path) -> str | None:
-    from ocrnet.package import MANIFEST
-
-    try:
-        return json.loads((path / MANIFEST).read_text()).get("backend")
-    except (OSError, ValueError):
-        return None
-
-
 def map_options(plan: ActorPlan, device: str) -> dict[str, Any]:
     """`map_batches` keyword arguments: the actor pool and its CPUs.
 
@@ -392,92 +190,6 @@ def rows_dataset(ray: Any, rows: list[dict[str, Any]], images_per_task: int) -> 
 
 
 # --- collecting ----------------------------------------------------------------------------------
-@dataclass
-class Collected:
-    """Each image's record by its index (first arrival wins), and which worker did what."""
-
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
-    repeats: int = 0
-    workers: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
-    tasks: dict[tuple[str, int], set[tuple[float, float]]] = field(default_factory=dict)
-    first_at: float | None = None  # perf_counter when the first and last outputs arrived
-    first_n: int = 0  # images in the first output batch
-    last_at: float | None = None
-
-    def rates(self) -> dict[str, float | None]:
-        """img/s over the whole job (actor start included) and after the first output batch
-        (steady state: what adding images costs)."""
-        n = len(self.records)
-        span = (self.last_at or 0.0) - (self.first_at or 0.0)
-        steady = (n - self.first_n) / span if span > 0 and n > self.first_n else None
-        return {"images_per_second": round(n / self.seconds, 3) if self.seconds else None,
-                "steady_images_per_second": round(steady, 3) if steady else None,
-                "dispatch_overhead_ms_per_image": self.overhead_ms_per_image()}
-
-    def workers_json(self) -> list[dict[str, Any]]:
-        """Each actor: where it ran, its engine settings, images, busy and idle seconds."""
-        out = []
-        for key, worker in sorted(self.workers.items()):
-            tasks = sorted(self.tasks.get(key, ()))
-            if tasks:
-                busy = sum(end - start for start, end in tasks)
-                span = max(end for _, end in tasks) - tasks[0][0]
-                worker = {**worker, "tasks": len(tasks), "busy_s": round(busy, 3),
-                          "idle_between_tasks_s": round(max(0.0, span - busy), 3)}
-            out.append(worker)
-        return out
-
-    def overhead_ms_per_image(self) -> float | None:
-        """Actor time spent waiting for the next task, per image: what Ray's dispatch costs
-        (from each actor's first task start to its last task end, minus its task time)."""
-        idle = sum(w.get("idle_between_tasks_s", 0.0) for w in self.workers_json())
-        images = sum(w["images"] for w in self.workers.values())
-        return round(idle / images * 1000, 2) if images else None
-
-
-def collect(ds: Any, total: int, *, desc: str, progress: bool,
-            on_record: Callable[[int, dict[str, Any]], str | None]) -> Collected:
-    """Stream the job's output rows (`index`, `record` JSON) into a `Collected`.
-
-    A task Ray retried after its actor died may deliver an image again: only the first record
-    of each index counts, so nothing is double-counted. `on_record` sees each new record (it
-    may raise to stop the job) and returns the progress bar's postfix, or None.
-    """
-    out = Collected()
-    start = time.perf_counter()
-    with progress_bar(total, progress, desc) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, text in zip(batch["index"], batch["record"], strict=True):
-                i = int(index)
-                if i in out.records:
-                    out.repeats += 1
-                    continue
-                record = json.loads(text)
-                out.records[i] = record
-                worker = record.pop("worker", None)
-                task = record.pop("task", None)
-                if worker:
-                    key = (worker["node"], worker["pid"])
-                    seen = out.workers.setdefault(key, {**worker, "images": 0})
-                    seen["images"] += 1
-                    if task:
-                        out.tasks.setdefault(key, set()).add(tuple(task))
-                postfix = on_record(i, record)
-                if postfix:
-                    bar.set_postfix_str(postfix, refresh=False)
-                bar.update(1)
-            out.last_at = time.perf_counter()
-            if out.first_at is None:
-                out.first_at, out.first_n = out.last_at, len(out.records)
-    out.seconds = time.perf_counter() - start
-    missing = total - len(out.records)
-    if missing:  # a Ray bug or a lost block, never silently a shorter result
-        raise OcrnetError(f"the Ray job returned {len(out.records)} of {total} images; "
-                          "run it again")
-    return out
-
-
 def summary_line(info: dict[str, Any]) -> str:
     """One line about a finished Ray job, from its `ray` block."""
     nodes = len({w["node"] for w in info.get("workers_used", [])})
@@ -486,11 +198,3 @@ def summary_line(info: dict[str, Any]) -> str:
               if "workers" in info and "threads_per_worker" in info else "")
     return (f"on Ray ({info.get('address')}): {actors}work on {nodes} node(s)"
             + (f", {rate:.2f} img/s" if rate else ""))
-
-
-def encode_records(indices: list[int], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """A `map_batches` output batch: int64 indices and one JSON record per image."""
-    import numpy as np
-
-    return {"index": np.asarray(indices, dtype=np.int64),
-            "record": np.asarray([json.dumps(r) for r in records], dtype=object)}

@@ -37,20 +37,10 @@ from ocrnet.evaluate import (
     score_batch,
     score_pair,
 )
-from ocrnet.jobs.cluster import (
-    EngineWorker,
-    ShippedModel,
-    collect,
-    connect,
-    encode_records,
-    follow_driver,
-    images_per_task,
-    map_options,
-    plan_actors,
-    release_model,
-    rows_dataset,
-    ship_model,
-)
+from ocrnet.jobs.cluster import connect, images_per_task, map_options, plan_actors, rows_dataset
+from ocrnet.jobs.records import collect, encode_records
+from ocrnet.jobs.shipping import ShippedModel, release_model, ship_model
+from ocrnet.jobs.worker import EngineWorker, follow_driver
 from ocrnet.metrics import ConfusionMatrix
 
 _PAIRS_PER_TASK = 8

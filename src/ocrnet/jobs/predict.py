@@ -26,18 +26,10 @@ from ocrnet.data.loader import SkippedFile
 from ocrnet.data.transforms import Scale, parse_scale
 from ocrnet.engines.base import Engine
 from ocrnet.errors import BadFileError, OcrnetError
-from ocrnet.jobs.cluster import (
-    EngineWorker,
-    ShippedModel,
-    collect,
-    connect,
-    images_per_task,
-    map_options,
-    plan_actors,
-    release_model,
-    rows_dataset,
-    ship_model,
-)
+from ocrnet.jobs.cluster import connect, images_per_task, map_options, plan_actors, rows_dataset
+from ocrnet.jobs.records import collect
+from ocrnet.jobs.shipping import ShippedModel, release_model, ship_model
+from ocrnet.jobs.worker import EngineWorker
 from ocrnet.predict import COLOR_SUFFIX, FORMATS, OVERLAY_SUFFIX, plan_jobs, predict_jobs
 
 
