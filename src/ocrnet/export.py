@@ -108,21 +108,12 @@ def export_onnx(
         from ocrnet.errors import BackendUnavailableError
 
         raise BackendUnavailableError("onnx export", "onnx", "onnx") from None
-    if opset < 17:
-        raise OcrnetError(f"opset {opset} is not supported; use 17 or newer")
-    if winograd and dynamic:
-        raise OcrnetError("--winograd needs a static height and width (its tiling is fixed "
-                          "at export); drop --dynamic or --winograd")
+    _check_options(opset, winograd, dynamic)
     dims = parse_shape(shape)
     outputs = _check_outputs(outputs)
     meta = dict(metadata or {})
     model = _float_model(model, meta, trust_checkpoint)
-    graph_model = model
-    if winograd:
-        from ocrnet.model.winograd import with_winograd
-
-        graph_model, rewritten = with_winograd(model)
-        meta["winograd_f4x4_3x3"] = ",".join(rewritten)
+    graph_model = _with_winograd(model, meta) if winograd else model
     wrapper = _ExportWrapper(graph_model, outputs, uint8_input).eval()
     example, want = _example_input(dims, uint8_input, dynamic, dynamic_batch)
 
@@ -138,15 +129,37 @@ def export_onnx(
     seconds = time.perf_counter() - start
 
     input_shape = _graph_input_shape(proto)
+    _check_symbolic(input_shape, want)
+    result = ExportResult(out, input_shape, outputs, uint8_input, seconds, None, meta)
+    if verify:
+        result.verify = verify_onnx(model, out, dims, uint8_input=uint8_input, dynamic=dynamic)
+    return result
+
+
+def _check_options(opset: int, winograd: bool, dynamic: bool) -> None:
+    if opset < 17:
+        raise OcrnetError(f"opset {opset} is not supported; use 17 or newer")
+    if winograd and dynamic:
+        raise OcrnetError("--winograd needs a static height and width (its tiling is fixed "
+                          "at export); drop --dynamic or --winograd")
+
+
+def _with_winograd(model: nn.Module, meta: dict[str, str]) -> nn.Module:
+    """`model` with its widest 3x3 convolutions in Winograd form; `meta` records which."""
+    from ocrnet.model.winograd import with_winograd
+
+    graph_model, rewritten = with_winograd(model)
+    meta["winograd_f4x4_3x3"] = ",".join(rewritten)
+    return graph_model
+
+
+def _check_symbolic(input_shape: list[int | str], want: tuple[int, ...]) -> None:
+    """The axes a dynamic export asked for (`want`) must have stayed symbolic in the graph."""
     if want:
         fixed = [i for i in want if isinstance(input_shape[i], int)]
         if fixed:
             raise OcrnetError(f"the exporter fixed input axes {fixed} of a --dynamic export "
                               "(a shape-dependent Python int in the model); export static shapes")
-    result = ExportResult(out, input_shape, outputs, uint8_input, seconds, None, meta)
-    if verify:
-        result.verify = verify_onnx(model, out, dims, uint8_input=uint8_input, dynamic=dynamic)
-    return result
 
 
 def _float_model(model: nn.Module | str | os.PathLike[str], meta: dict[str, str],

@@ -27,6 +27,7 @@ from ocrnet.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import Scale, parse_scale, read_image
 from ocrnet.engines.base import RESIZE_MODES, Engine
+from ocrnet.engines.opened import opened_engine
 from ocrnet.errors import DataError, OcrnetError, OutputError
 from ocrnet.fileio import atomic_write_bytes, prepare_folder
 from ocrnet.progress import progress_bar
@@ -158,31 +159,23 @@ def predict(
     jobs = plan_jobs(inputs, out_dir, format=format, color=color, overlay=overlay,
                      opacity=opacity, batch_size=batch_size, resize=resize)
     scale = _parse_scale(scale)
+    with opened_engine(model_or_engine, device=device, trust_checkpoint=trust_checkpoint,
+                       trust_package=trust_package, threads=threads) as (engine, _):
+        results = predict_jobs(engine, jobs, format=format, color=color, overlay=overlay,
+                               opacity=opacity, scale=engine.default_scale(scale),
+                               batch_size=batch_size, resize=resize, workers=workers,
+                               skip_bad=skip_bad, max_pixels=max_pixels)
+        return _gather(results, len(jobs), progress)
 
-    if isinstance(model_or_engine, Engine):
-        engine, owned = model_or_engine, False
-    else:
-        from ocrnet.engines import open_model
 
-        engine = open_model(model_or_engine, device=device, trust_checkpoint=trust_checkpoint,
-                            trust_package=trust_package,
-                            **({"threads": threads} if threads else {}))
-        owned = True
-
-    scale = engine.default_scale(scale)
-    results: list[dict[str, Any]] = []
-    try:
-        with progress_bar(len(jobs), progress, "predict") as bar:
-            for result in predict_jobs(engine, jobs, format=format, color=color,
-                                       overlay=overlay, opacity=opacity, scale=scale,
-                                       batch_size=batch_size, resize=resize, workers=workers,
-                                       skip_bad=skip_bad, max_pixels=max_pixels):
-                results.append(result)
-                bar.update(1)
-    finally:
-        if owned:
-            engine.close()
-    return results
+def _gather(results: Iterable[dict[str, Any]], total: int, progress: bool) -> list[dict[str, Any]]:
+    """Every result of a `predict_jobs` run, under a progress bar of `total` images."""
+    gathered: list[dict[str, Any]] = []
+    with progress_bar(total, progress, "predict") as bar:
+        for result in results:
+            gathered.append(result)
+            bar.update(1)
+    return gathered
 
 
 def plan_jobs(

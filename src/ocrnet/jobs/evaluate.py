@@ -5,7 +5,7 @@ Each image's confusion matrix (19x19 int64 plus the per-class misses, from
 `ocrnet.metrics.image_confusion`) is computed where the image is, by `ocrnet.evaluate.score_batch`
 in an actor that opened the model once (or `score_pair` for saved predictions); the driver adds
 the integer counts, once per image even if Ray retried a task, and builds the result with
-`ocrnet.evaluate.model_result`, the function in-process eval builds it with. Every number of the
+`ocrnet.eval_result.model_result`, the function in-process eval builds it with. Every number of the
 result is therefore identical to an in-process run; only `seconds` and the added `ray` block
 (actors, threads, nodes) differ.
 """
@@ -20,25 +20,24 @@ from typing import Any
 import numpy as np
 
 from ocrnet import defaults
-from ocrnet.data.cityscapes import CLASSES, discover
+from ocrnet.data.cityscapes import CLASSES, Sample, discover
 from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.loader import Loader, SkippedFile
 from ocrnet.data.transforms import Scale
-from ocrnet.engines.base import RESIZE_MODES, Engine
+from ocrnet.engines.base import Engine
 from ocrnet.errors import BadFileError, OcrnetError
+from ocrnet.eval_predictions import pair_predictions, predictions_result, score_pair
+from ocrnet.eval_result import EvalResult, model_result
 from ocrnet.evaluate import (
-    EvalResult,
     _check_classes,
     _limited,
     _prediction_dir,
-    model_result,
-    pair_predictions,
-    predictions_result,
+    check_options,
+    scale_source,
     score_batch,
-    score_pair,
 )
 from ocrnet.jobs.cluster import connect, images_per_task, map_options, plan_actors, rows_dataset
-from ocrnet.jobs.records import collect, encode_records
+from ocrnet.jobs.records import Collected, collect, encode_records
 from ocrnet.jobs.shipping import ShippedModel, release_model, ship_model
 from ocrnet.jobs.worker import EngineWorker, follow_driver
 from ocrnet.metrics import ConfusionMatrix
@@ -73,10 +72,7 @@ def evaluate_on_ray(
     if isinstance(model, Engine):
         raise OcrnetError("eval on Ray needs a model path (package folder, .onnx or .pth): an "
                           "open engine cannot travel to other machines")
-    if resize not in RESIZE_MODES:
-        raise OcrnetError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
-    if batch_size < 1:
-        raise OcrnetError(f"batch size must be a positive number of images, got {batch_size}")
+    check_options(resize, batch_size)
     samples = _limited(discover(data_root, split), limit)
     out_dir = _prediction_dir(save_predictions)
     start = time.perf_counter()
@@ -100,11 +96,24 @@ def evaluate_on_ray(
                                 on_record=tally.add)
         finally:
             release_model(ray, shipped)
+    result = _tally_result(tally, collected, samples, str(model), data_root, split,
+                           skip_bad=skip_bad, scale=scale, resize=resize, start=start)
+    result.extra["ray"] = {"address": address, **plan.to_json(), "model": shipped.to_json(),
+                           "workers_used": collected.workers_json(),
+                           "repeats_ignored": collected.repeats, **collected.rates()}
+    return result
+
+
+def _tally_result(tally: _Tally, collected: Collected, samples: list[Sample], model: str,
+                  data_root: str | os.PathLike[str], split: str, *, skip_bad: bool,
+                  scale: Scale | None, resize: str, start: float) -> EvalResult:
+    """The run's `EvalResult` from the driver's tally, as in-process eval builds it; the scale
+    and its source are what the actors reported (each opened the model and chose them)."""
     first = collected.workers_json()[0] if collected.workers else {}
     got_scale = first.get("scale", scale)
     scored = tally.scored_in_order()
-    result = model_result(
-        tally.confusion, tally.num_images, str(model), data_root, split,
+    return model_result(
+        tally.confusion, tally.num_images, model, data_root, split,
         skipped=tally.skipped_in_order(), skip_bad=skip_bad,
         scale=tuple(got_scale) if isinstance(got_scale, list) else got_scale,
         scale_source=first.get("scale_source", "given"), resize=resize,
@@ -113,10 +122,6 @@ def evaluate_on_ray(
         image_ids=[samples[i].stem for i, _ in scored],
         # A label of only ignored pixels is one whose image counted no pixel at all.
         empty_labels=[str(samples[i].label) for i, cm in scored if cm.total == 0])
-    result.extra["ray"] = {"address": address, **plan.to_json(), "model": shipped.to_json(),
-                           "workers_used": collected.workers_json(),
-                           "repeats_ignored": collected.repeats, **collected.rates()}
-    return result
 
 
 def evaluate_predictions_on_ray(
@@ -219,8 +224,7 @@ class _EvalWorker(EngineWorker):
         if self.error is not None:
             return
         # As in-process eval: a static package's own size unless a scale is given.
-        source = "given" if scale is not None else (
-            "package input" if self.engine.native_scale else "mmseg default")
+        source = scale_source(self.engine, scale)
         self.scale = self.engine.default_scale(scale)
         self.worker.update(scale=list(self.scale) if isinstance(self.scale, tuple)
                            else self.scale, scale_source=source)

@@ -17,6 +17,7 @@ import pickle
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,15 @@ from ocrnet.data.loader import SkippedFile
 from ocrnet.data.transforms import Scale, parse_scale
 from ocrnet.engines.base import Engine
 from ocrnet.errors import BadFileError, OcrnetError
-from ocrnet.jobs.cluster import connect, images_per_task, map_options, plan_actors, rows_dataset
-from ocrnet.jobs.records import collect
+from ocrnet.jobs.cluster import (
+    ActorPlan,
+    connect,
+    images_per_task,
+    map_options,
+    plan_actors,
+    rows_dataset,
+)
+from ocrnet.jobs.records import Collected, collect
 from ocrnet.jobs.shipping import ShippedModel, release_model, ship_model
 from ocrnet.jobs.worker import EngineWorker
 from ocrnet.predict import COLOR_SUFFIX, FORMATS, OVERLAY_SUFFIX, plan_jobs, predict_jobs
@@ -99,31 +107,44 @@ def predict_on_ray(
     info: dict[str, Any] = {"address": address}
     if not todo:  # everything was written by an earlier run: no cluster needed
         return RayPredictResult([], resumed, [], info, time.perf_counter() - start)
-
-    def check(_: int, record: dict[str, Any]) -> None:
-        if "error" in record:
-            raise OcrnetError(record["error"])
-        if "skipped" in record and not skip_bad:
-            raise BadFileError(record["image"], record["skipped"])
-
     with connect(address) as ray:
         plan = plan_actors(ray, workers, threads)
         shipped = ship_model(ray, model)
-        per_task = images_per_task(len(todo), batch_size, plan.workers)
-        rows = [{"index": i, "job": pickle.dumps(job)} for i, job in todo]
-        ds = rows_dataset(ray, rows, per_task).map_batches(
-            _PredictWorker, batch_size=per_task,
-            fn_constructor_kwargs={"model": shipped, "options": options,
-                                   **_engine_kwargs(plan, device, trust_checkpoint,
-                                                    trust_package)},
-            **map_options(plan, device))
+        ds = _dataset(ray, todo, plan, batch_size, {
+            "model": shipped, "options": options,
+            **_engine_kwargs(plan, device, trust_checkpoint, trust_package)})
         try:
             collected = collect(ds, len(todo), desc="predict", progress=progress,
-                                on_record=check)
+                                on_record=partial(_check_record, skip_bad))
         finally:
             release_model(ray, shipped)
     info.update(plan.to_json(), model=shipped.to_json(), workers_used=collected.workers_json(),
                 repeats_ignored=collected.repeats, **collected.rates())
+    return _result(collected, resumed, info, start)
+
+
+def _dataset(ray: Any, todo: list[tuple[int, Any]], plan: ActorPlan, batch_size: int,
+             worker_kwargs: dict[str, Any]) -> Any:
+    """One row per image still to do, mapped in batches through the plan's pool of
+    `_PredictWorker` actors, each built with `worker_kwargs` (its `device` included)."""
+    per_task = images_per_task(len(todo), batch_size, plan.workers)
+    rows = [{"index": i, "job": pickle.dumps(job)} for i, job in todo]
+    return rows_dataset(ray, rows, per_task).map_batches(
+        _PredictWorker, batch_size=per_task, fn_constructor_kwargs=worker_kwargs,
+        **map_options(plan, worker_kwargs["device"]))
+
+
+def _check_record(skip_bad: bool, _: int, record: dict[str, Any]) -> None:
+    """Stop the job at an actor's error, or at a bad image unless `skip_bad`."""
+    if "error" in record:
+        raise OcrnetError(record["error"])
+    if "skipped" in record and not skip_bad:
+        raise BadFileError(record["image"], record["skipped"])
+
+
+def _result(collected: Collected, resumed: int, info: dict[str, Any],
+            start: float) -> RayPredictResult:
+    """The run's result: the actors' records in input order, the skipped images listed."""
     records = collected.records
     images = [records[i] for i in sorted(records)]
     skipped = [SkippedFile(r["image"], r["skipped"]) for r in images if "skipped" in r]
