@@ -28,8 +28,8 @@ from ocrnet.data.cityscapes import CLASSES, PRED_SUFFIX, TRAIN_TO_LABEL, Sample,
 from ocrnet.data.images import DEFAULT_MAX_PIXELS
 from ocrnet.data.loader import BadFileError, Batch, Loader, SkippedFile, bounded_map
 from ocrnet.data.transforms import Scale
+from ocrnet.engines import opened_engine
 from ocrnet.engines.base import RESIZE_MODES, Engine
-from ocrnet.engines.opened import opened_engine
 from ocrnet.errors import DataError, OcrnetError, check_int
 from ocrnet.eval_predictions import pair_predictions, predictions_result, score_pair
 from ocrnet.eval_result import EvalResult, model_result

@@ -26,8 +26,8 @@ from ocrnet.data.cityscapes import CLASSES, IMAGE_SUFFIX, PRED_SUFFIX, TRAIN_TO_
 from ocrnet.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ocrnet.data.loader import Loader
 from ocrnet.data.transforms import Scale, parse_scale, read_image
+from ocrnet.engines import opened_engine
 from ocrnet.engines.base import RESIZE_MODES, Engine
-from ocrnet.engines.opened import opened_engine
 from ocrnet.errors import DataError, OcrnetError, OutputError
 from ocrnet.fileio import atomic_write_bytes, prepare_folder
 from ocrnet.progress import progress_bar

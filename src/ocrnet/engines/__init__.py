@@ -11,6 +11,8 @@ import difflib
 import importlib
 import os
 import pkgutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "available_backends",
     "get_backend",
     "open_model",
+    "opened_engine",
 ]
 
 _NOT_BACKENDS = {"base"}
@@ -94,3 +97,21 @@ def open_model(path: str | os.PathLike[str], device: str = "cpu", *,
     cls.check_device(device)
     return cls.from_checkpoint(path, device=device, trust_checkpoint=trust_checkpoint,
                                **opts)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def opened_engine(model: Engine | str | os.PathLike[str], *, device: str,
+                  trust_checkpoint: bool, trust_package: bool,
+                  threads: int | None) -> Iterator[tuple[Engine, str]]:
+    """Yield `(engine, name)`. An open `Engine` is used as it is and left open (its
+    `display_name` names it); a path is opened with `ocrnet.engines.open_model` on `device`
+    (`threads` inference threads when given) and closed on leaving, also on an error."""
+    if isinstance(model, Engine):
+        yield model, model.display_name
+        return
+    engine = open_model(model, device=device, trust_checkpoint=trust_checkpoint,
+                        trust_package=trust_package, **({"threads": threads} if threads else {}))
+    try:
+        yield engine, str(model)
+    finally:
+        engine.close()
