@@ -326,7 +326,7 @@ def markdown(r: dict) -> str:
     lines = [
         f"`{r['command']}` — {r['date']}, {m['cpu']}, {m['cores']} cores (1-min load average "
         f"{m['load_avg_1m_at_start']:.1f} at the start, {m['load_avg_1m_at_end']:.1f} at the end); "
-        "package {r['backend']} {r['precision']} "
+        f"package {r['backend']} {r['precision']} "
         f"{'x'.join(map(str, r['input_shape']))}, {r['input_shape'][2]}x{r['input_shape'][3]} "
         "PNG scenes.",
         "",
