@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ocrnet import defaults
-from ocrnet.cli.options import positive_float, positive_int
+from ocrnet.cli.options import add_trust, positive_float, positive_int
 from ocrnet.shapes import scale_arg
 
 
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "bootstrap vs PyTorch eager fp32) reaches below -POINTS")
     p.add_argument("--resamples", type=positive_int,
                    help="bootstrap resamples for the ΔmIoU intervals (default: 2000)")
+    add_trust(p, package=False)  # the run opens the user's checkpoint, never others' packages
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=run)
 
