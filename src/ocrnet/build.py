@@ -3,6 +3,18 @@
 Everything is checked before any work starts (backend known and installed, precision and device
 supported, calibration images present for int8), then the backend writes its files into a
 staging directory that `PackageWriter` renames into place with the manifest.
+
+`build_package`'s `winograd` (checkpoint sources, ONNX backends) writes the widest 3x3
+convolutions as Winograd F(4x4, 3x3); None means "where it is measured to pay": float32 and
+bfloat16 with static shapes, never int8 (quantizing the transformed domain). `outputs`
+(checkpoint sources) picks the graph's outputs: `labels` alone spares the engine writing
+full-resolution float logits (a few % of an image's time; ~10% under int8), but then evaluation
+must run at the images' own size.
+
+`max_drop` (int8 forms, backends with accuracy control) builds int8 within that many mIoU points
+of the float model, measured on `holdout_count` labelled images of `calib_split` that are not
+calibration images (NNCF's quantize_with_accuracy_control); the package's calibration summary
+records the budget, the measured drop and the reverted operations.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +74,61 @@ def build_package(
     never tune on val) provides `calib_count` images, preprocessed exactly as for evaluation.
     `calib_method` is per backend (openvino: mixed | performance; onnxruntime: minmax |
     entropy | percentile); `keep_float` names the parts left unquantized (see
-    `ocrnet.quantize.SENSITIVE_PARTS`). `winograd` (checkpoint sources, ONNX backends) writes the
-    widest 3x3 convolutions as Winograd F(4x4, 3x3); None means "where it is measured to pay":
-    float32 and bfloat16 with static shapes, never int8 (quantizing the transformed domain).
-    `outputs` (checkpoint sources) picks the graph's outputs: `labels` alone spares the engine
-    writing full-resolution float logits (a few % of an image's time; ~10% under int8), but
-    then evaluation must run at the images' own size.
-
-    `max_drop` (int8 forms, backends with accuracy control) builds int8 within that many mIoU
-    points of the float model, measured on `holdout_count` labelled images of `calib_split`
-    that are not calibration images (NNCF's quantize_with_accuracy_control); the package's
-    calibration summary records the budget, the measured drop and the reverted operations.
+    `ocrnet.quantize.SENSITIVE_PARTS`). `winograd`, `outputs` and `max_drop`: see the module
+    docstring.
     """
+    cls, p, source = _check_request(backend, precision, device, source, max_drop)
+    calib_files, options, holdout = _int8_setup(
+        cls, p, calib_dir, calib_split=calib_split, calib_count=calib_count,
+        calib_method=calib_method, bias_correction=bias_correction, keep_float=keep_float,
+        max_drop=max_drop, holdout_count=holdout_count)
+    from_onnx = source.suffix == ".onnx"
+    source_meta = _source_meta(source, from_onnx)
+    with tempfile.TemporaryDirectory(prefix="ocrnet-build-") as tmp, \
+            PackageWriter(out, overwrite=overwrite) as writer:
+        if from_onnx:
+            src = _onnx_source(source, source_meta)
+        else:
+            src = _checkpoint_source(
+                cls, p, source, source_meta, Path(tmp), trust_checkpoint=trust_checkpoint,
+                shape=shape, dynamic=dynamic, calibrating=bool(calib_files), opset=opset,
+                winograd=winograd, outputs=outputs)
+        static = [d if isinstance(d, int) else None for d in src.input_shape]
+        calibration, validation = _quantization_inputs(calib_files, holdout, static, src, options)
+        request = BuildRequest(
+            precision=p, input_shape=src.example, dynamic=None in static,
+            device=device, onnx_path=src.onnx_path, model=src.model, calibration=calibration,
+            fix_batch=src.fix_batch, options=options, validation=validation)
+        output = cls.build(request, writer.dir)
+        package = writer.commit(_manifest(cls.backend, p, src.input_shape, src.model_meta,
+                                          source_meta, output.runtime, output.calibration,
+                                          *src.graph))
+    return package
+
+
+@dataclass
+class _Source:
+    """What the backend builds from: the float model and/or its ONNX graph, and their facts."""
+
+    input_shape: list[int | str]
+    example: Sequence[int]
+    model_meta: dict[str, Any]
+    graph: tuple[list[str], dict[str, list[str]]]  # (outputs, rewrites)
+    onnx_path: Path | None = None
+    model: Any = None
+    fix_batch: int | None = None
+
+
+def _source_meta(source: Path, from_onnx: bool) -> dict[str, Any]:
+    """The manifest's record of what the package was built from."""
+    return {"path": str(source), "sha256": sha256_file(source),
+            "kind": "onnx" if from_onnx else "checkpoint"}
+
+
+def _check_request(backend: str, precision: str | Precision, device: str,
+                   source: str | os.PathLike[str],
+                   max_drop: float | None) -> tuple[Any, Precision, Path]:
+    """The backend class, the precision, and the source path, all checked before any work."""
     cls = get_backend(backend)
     cls.require()
     p = cls.check_precision(precision)
@@ -80,94 +136,101 @@ def build_package(
     source = Path(source)
     if not source.is_file():
         raise OcrnetError(f"no checkpoint or ONNX file at {source}")
-    from_onnx = source.suffix == ".onnx"
-    if from_onnx and cls.source != "onnx":
+    if source.suffix == ".onnx" and cls.source != "onnx":
         raise OcrnetError(f"backend {backend!r} builds from a checkpoint (.pth), not from ONNX")
-
-    calib_files: list[Path] = []
-    options: dict[str, Any] = {}
-    holdout: list[Any] = []
     if max_drop is not None:
         cls.check_max_drop(p, max_drop)
-    if p.quantized:
-        from ocrnet.quantize import calibration_files, check_int8_options, holdout_samples
-
-        if calib_dir is None:
-            raise OcrnetError("int8 needs calibration images: pass --calib-dir (a Cityscapes-"
-                              "layout root; its train split is used)")
-        calib_files = calibration_files(calib_dir, split=calib_split, count=calib_count)
-        options = check_int8_options(cls, calib_method=calib_method,
-                                     bias_correction=bias_correction, keep_float=keep_float)
-        if max_drop is not None:
-            holdout = holdout_samples(calib_dir, split=calib_split, count=holdout_count,
-                                      exclude=calib_files)
-            options["max_drop"] = float(max_drop)
-
-    source_meta: dict[str, Any] = {"path": str(source), "sha256": sha256_file(source),
-                                   "kind": "onnx" if from_onnx else "checkpoint"}
-    with tempfile.TemporaryDirectory(prefix="ocrnet-build-") as tmp, \
-            PackageWriter(out, overwrite=overwrite) as writer:
-        model, onnx_path = None, None
-        graph: tuple[list[str], dict[str, list[str]]] = (list(OUTPUT_NAMES), {})  # torch's own
-        fix_batch = None
-        if from_onnx:
-            onnx_path = source
-            input_shape, model_meta, checkpoint, graph = _onnx_facts(source)
-            if checkpoint:
-                source_meta["checkpoint"] = checkpoint
-            example = tuple(d if isinstance(d, int) else fallback
-                            for d, fallback in zip(input_shape, DEFAULT_SHAPE, strict=True))
-        else:
-            from ocrnet.model import model_from_checkpoint
-
-            model = model_from_checkpoint(source, trust_checkpoint=trust_checkpoint)
-            dims = example = parse_shape(shape)
-            input_shape = [_DYNAMIC_AXES.get(str(i), d) if dynamic else d
-                           for i, d in enumerate(dims)]
-            model_meta = {"variant": model.variant.name, "num_classes": model.num_classes}
-            if _calibrate_at_batch_one(calib_files, dims, dynamic):
-                fix_batch = dims[0]
-            if cls.source == "onnx":
-                onnx_path = Path(tmp) / "model.onnx"
-                if winograd is None:
-                    winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
-                exported = export_onnx(model, onnx_path, shape=dims, dynamic=dynamic,
-                                       opset=opset, winograd=winograd, outputs=outputs,
-                                       dynamic_batch=fix_batch is not None,
-                                       metadata={"source_sha256": source_meta["sha256"]})
-                graph = (exported.outputs, _rewrites(exported.metadata))
-        static = [d if isinstance(d, int) else None for d in input_shape]
-        calibration = None
-        if calib_files:
-            from ocrnet.quantize import CalibrationImages
-
-            batch = 1 if fix_batch else static[0] or 1
-            calibration = CalibrationImages(calib_files, static[2:], batch=batch)
-            options["num_classes"] = model_meta["num_classes"]
-        validation = None
-        if holdout:
-            from ocrnet.quantize import HeldOutImages
-
-            validation = HeldOutImages(holdout, static[2:])
-        request = BuildRequest(
-            precision=p, input_shape=example, dynamic=None in static,
-            device=device, onnx_path=onnx_path, model=model, calibration=calibration,
-            fix_batch=fix_batch, options=options, validation=validation)
-        output = cls.build(request, writer.dir)
-        package = writer.commit(_manifest(cls.backend, p, input_shape, model_meta, source_meta,
-                                          output.runtime, output.calibration, *graph))
-    return package
+    return cls, p, source
 
 
-def _calibrate_at_batch_one(calib_files: Sequence[Path], shape: Sequence[int],
-                            dynamic: bool) -> bool:
+def _int8_setup(cls: Any, p: Precision, calib_dir: str | os.PathLike[str] | None, *,
+                calib_split: str, calib_count: int, calib_method: str | None, bias_correction: str,
+                keep_float: Sequence[str] | None, max_drop: float | None,
+                holdout_count: int) -> tuple[list[Path], dict[str, Any], list[Any]]:
+    """Calibration files, the backend's int8 options, and the held-out images for `max_drop`
+    (all empty for float precisions)."""
+    if not p.quantized:
+        return [], {}, []
+    from ocrnet.quantize import calibration_files, check_int8_options, holdout_samples
+
+    if calib_dir is None:
+        raise OcrnetError("int8 needs calibration images: pass --calib-dir (a Cityscapes-"
+                          "layout root; its train split is used)")
+    calib_files = calibration_files(calib_dir, split=calib_split, count=calib_count)
+    options = check_int8_options(cls, calib_method=calib_method,
+                                 bias_correction=bias_correction, keep_float=keep_float)
+    holdout: list[Any] = []
+    if max_drop is not None:
+        holdout = holdout_samples(calib_dir, split=calib_split, count=holdout_count,
+                                  exclude=calib_files)
+        options["max_drop"] = float(max_drop)
+    return calib_files, options, holdout
+
+
+def _onnx_source(source: Path, source_meta: dict[str, Any]) -> _Source:
+    """An exported `.onnx` as the source (its checkpoint, if recorded, goes into `source_meta`)."""
+    input_shape, model_meta, checkpoint, graph = _onnx_facts(source)
+    if checkpoint:
+        source_meta["checkpoint"] = checkpoint
+    example = tuple(d if isinstance(d, int) else fallback
+                    for d, fallback in zip(input_shape, DEFAULT_SHAPE, strict=True))
+    return _Source(input_shape, example, model_meta, graph, onnx_path=source)
+
+
+def _checkpoint_source(cls: Any, p: Precision, source: Path, source_meta: dict[str, Any],
+                       tmp: Path, *, trust_checkpoint: bool, shape: str | Sequence[int],
+                       dynamic: bool, calibrating: bool, opset: int, winograd: bool | None,
+                       outputs: Sequence[str]) -> _Source:
+    """A `.pth` checkpoint as the source: the model, exported to ONNX in `tmp` for ONNX
+    backends."""
+    from ocrnet.model import model_from_checkpoint
+
+    model = model_from_checkpoint(source, trust_checkpoint=trust_checkpoint)
+    dims = parse_shape(shape)
+    input_shape = [_DYNAMIC_AXES.get(str(i), d) if dynamic else d for i, d in enumerate(dims)]
+    model_meta = {"variant": model.variant.name, "num_classes": model.num_classes}
+    fix_batch = dims[0] if _calibrate_at_batch_one(calibrating, dims, dynamic) else None
+    src = _Source(input_shape, dims, model_meta, (list(OUTPUT_NAMES), {}),  # torch's own
+                  model=model, fix_batch=fix_batch)
+    if cls.source == "onnx":
+        src.onnx_path = tmp / "model.onnx"
+        if winograd is None:
+            winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
+        exported = export_onnx(model, src.onnx_path, shape=dims, dynamic=dynamic,
+                               opset=opset, winograd=winograd, outputs=outputs,
+                               dynamic_batch=fix_batch is not None,
+                               metadata={"source_sha256": source_meta["sha256"]})
+        src.graph = (exported.outputs, _rewrites(exported.metadata))
+    return src
+
+
+def _quantization_inputs(calib_files: Sequence[Path], holdout: Sequence[Any],
+                         static: Sequence[int | None], src: _Source, options: dict[str, Any]
+                         ) -> tuple[Any, Any]:
+    """The calibration images (int8) and held-out images (`max_drop`), sized to the input;
+    int8 `options` learn the model's class count."""
+    calibration = validation = None
+    if calib_files:
+        from ocrnet.quantize import CalibrationImages
+
+        batch = 1 if src.fix_batch else static[0] or 1
+        calibration = CalibrationImages(calib_files, static[2:], batch=batch)
+        options["num_classes"] = src.model_meta["num_classes"]
+    if holdout:
+        from ocrnet.quantize import HeldOutImages
+
+        validation = HeldOutImages(holdout, static[2:])
+    return calibration, validation
+
+
+def _calibrate_at_batch_one(calibrating: bool, shape: Sequence[int], dynamic: bool) -> bool:
     """int8 at a static batch N > 1: export with a symbolic batch, calibrate at batch 1, fix N.
 
     Calibrating the batch-N graph directly keeps N images' activations per step (NNCF asked for
     80 GB at 8 x 1024 x 2048), and a batch-1 graph cannot be reshaped afterwards: the exporter
     writes every Resize's output size, batch included, as a constant.
     """
-    return bool(calib_files) and not dynamic and shape[0] > 1
+    return calibrating and not dynamic and shape[0] > 1
 
 
 def _rewrites(facts: dict[str, Any]) -> dict[str, list[str]]:
