@@ -32,6 +32,10 @@ def _rows() -> list[object]:
             marks = []
             if cls.source != "onnx":  # compiled from the checkpoint (AOTInductor): minutes
                 marks.append(pytest.mark.slow)
+            elif precision.quantized and precision is not Precision.INT8:
+                # int8 with a half remainder: a calibration of its own each (~33 s here), and
+                # test_precision already builds, opens and checks int8-bf16 in the fast suite
+                marks.append(pytest.mark.slow)
             rows.append(pytest.param(backend, precision.value, marks=marks,
                                      id=f"{backend}-{precision.value}"))
     return rows
