@@ -25,6 +25,7 @@ from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.fileio import atomic_path, prepare_folder
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
+from ocrnet.quiet import quiet_dependencies
 from ocrnet.shapes import parse_input_shape as parse_shape  # NxCxHxW, kept under its old name
 
 DEFAULT_SHAPE = defaults.INPUT_SHAPE
@@ -194,7 +195,7 @@ def _to_onnx(wrapper: nn.Module, example: torch.Tensor, want: tuple[int, ...],
              outputs: Sequence[str], opset: int, meta: dict[str, str]) -> Any:
     """The dynamo export as an ONNX ModelProto carrying `meta` (and nothing else) as metadata."""
     dynamic_shapes = {"x": dict.fromkeys(want, torch.export.Dim.DYNAMIC)} if want else None
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), quiet_dependencies():
         program = torch.onnx.export(
             wrapper, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
             output_names=list(outputs), dynamic_shapes=dynamic_shapes, verbose=False,

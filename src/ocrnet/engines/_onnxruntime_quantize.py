@@ -22,6 +22,7 @@ import numpy as np
 
 from ocrnet.errors import DataError, OcrnetError
 from ocrnet.quantize import DEFAULT_KEEP_FLOAT, _groups, onnx_nodes, pick_sensitive, summary_of
+from ocrnet.quiet import quiet_dependencies
 
 
 def quantize_static_qdq(src: str | os.PathLike[str], dst: str | os.PathLike[str],
@@ -43,7 +44,7 @@ def quantize_static_qdq(src: str | os.PathLike[str], dst: str | os.PathLike[str]
               "percentile": CalibrationMethod.Percentile}[calib_method]
     model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
     exclude = pick_sensitive(onnx_nodes(model), keep_float, num_classes)
-    with tempfile.TemporaryDirectory(prefix="ocrnet-calib-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ocrnet-calib-") as tmp, quiet_dependencies():
         inferred = Path(tmp) / "model.onnx"
         onnx.save(model, inferred)
         if method is CalibrationMethod.MinMax:

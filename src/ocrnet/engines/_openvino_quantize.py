@@ -16,6 +16,7 @@ import numpy as np
 
 from ocrnet.errors import OcrnetError
 from ocrnet.quantize import DEFAULT_KEEP_FLOAT, pick_sensitive, summary_of
+from ocrnet.quiet import quiet_dependencies
 
 
 def ov_nodes(model: Any) -> list[tuple[str, str, Any]]:
@@ -54,7 +55,8 @@ def quantize(model: Any, calibration: Iterable[np.ndarray] | None, *,
 
     kwargs, keep = _common(model, calibration, calib_method, bias_correction, keep_float,
                            num_classes)
-    quantized = nncf.quantize(model, nncf.Dataset(calibration), **kwargs)
+    with quiet_dependencies():  # after `import nncf`: its logger exists now
+        quantized = nncf.quantize(model, nncf.Dataset(calibration), **kwargs)
     summary = {"tool": f"nncf {nncf.__version__}", "algorithm": "nncf.quantize",
                "preset": calib_method, "bias_correction": bias_correction,
                "keep_float": list(keep_float), "kept_nodes": keep, **summary_of(calibration)}
@@ -142,10 +144,11 @@ def quantize_within(model: Any, calibration: Iterable[np.ndarray] | None,
         ranking_subset_size=len(validation), num_ranking_workers=1,
         **({"max_num_iterations": max_iterations} if max_iterations else {}))
     try:
-        quantized = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(calibration), nncf.Dataset(validation, lambda item: item[0]),
-            validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-            advanced_accuracy_restorer_parameters=restorer, **kwargs)
+        with quiet_dependencies():
+            quantized = nncf.quantize_with_accuracy_control(
+                model, nncf.Dataset(calibration), nncf.Dataset(validation, lambda item: item[0]),
+                validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=restorer, **kwargs)
     finally:
         nncf_logger.removeHandler(log)
     measured = _measure(model, quantized, validation, validate, hint)
