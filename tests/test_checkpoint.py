@@ -142,6 +142,27 @@ def test_variant_detection_and_model_from_checkpoint(tmp_path, source):
     assert not model.training and _same_weights(model, source)
 
 
+def test_a_missing_key_names_the_file_the_key_and_the_closest_variant(tmp_path, source, capsys):
+    state = dict(source.state_dict())
+    missing = "backbone.stage3.0.branches.1.0.conv1.weight"
+    del state[missing]
+    state["decode_head.0.extra.weight"] = torch.zeros(1)
+    path = tmp_path / "one-key-short.pth"
+    torch.save({"state_dict": state}, path)
+    for call in (model_from_checkpoint, describe_checkpoint):
+        with pytest.raises(CheckpointError) as err:
+            call(path)
+        text = str(err.value)
+        assert str(path) in text and "closest is hr18s" in text
+        assert f"1 missing: {missing}" in text and "1 unexpected: decode_head.0.extra" in text
+    assert main(["inspect", str(path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and missing in lines[0] and "Traceback" not in lines[0]
+    with pytest.raises(CheckpointError, match=r"^checkpoint does not match .* closest is hr18,"):
+        detect_variant({k: v for k, v in build_model("hr18").state_dict().items()
+                        if "stage4" not in k})
+
+
 def test_inspect_prints_variant_params_classes_and_config(tmp_path, source, capsys):
     path = tmp_path / "c.pth"
     torch.save(_official_like(source), path)

@@ -40,7 +40,8 @@ def model_from_checkpoint(path, *, trust_checkpoint: bool = False) -> OCRNet:
     """Build the variant the checkpoint's shapes describe and load it (eval mode)."""
     ckpt = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
     state = extract_state_dict(ckpt)
-    model = build_model(detect_variant(state), num_classes=num_classes_of(state))
+    variant = detect_variant(state, source=f"checkpoint {path}")
+    model = build_model(variant, num_classes=num_classes_of(state))
     from ocrnet.model.checkpoint import load_state_dict_strict
 
     load_state_dict_strict(model, state, source=f"checkpoint {path}")

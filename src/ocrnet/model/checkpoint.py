@@ -151,20 +151,42 @@ def extract_state_dict(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def detect_variant(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Name of the variant whose shapes match (hr18s/hr18/hr48), from widths and depths."""
-    for name in VARIANTS:
-        expected = _expected_shapes(name)
-        if expected.keys() == _model_keys(state_dict) and all(
-            tuple(state_dict[k].shape) == shape
-            for k, shape in expected.items()
-            if not k.endswith(("conv_seg.weight", "conv_seg.bias"))  # any class count
-        ):
+def detect_variant(state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> str:
+    """Name of the variant whose shapes match (hr18s/hr18/hr48), from widths and depths.
+
+    `source` names the file in the error, which also names the closest variant and the keys
+    that keep the file from matching it.
+    """
+    differences = {name: _differences(state_dict, name) for name in VARIANTS}
+    for name, diff in differences.items():
+        if not any(diff.values()):
             return name
+    closest = min(differences, key=lambda name: sum(map(len, differences[name].values())))
+    parts = [f"{len(keys)} {title}: {_listed(keys)}"
+             for title, keys in differences[closest].items() if keys]
     raise CheckpointError(
-        "checkpoint does not match any OCRNet variant (" + ", ".join(VARIANTS) + "): "
-        "is it an OCRNet-HRNet checkpoint from mmsegmentation?"
-    )
+        f"{source} does not match any OCRNet variant ({', '.join(VARIANTS)}); closest is "
+        f"{closest}, with " + " | ".join(parts)
+        + " (is it an OCRNet-HRNet checkpoint from mmsegmentation, complete?)")
+
+
+def _differences(state_dict: Mapping[str, torch.Tensor], variant: str) -> dict[str, list[str]]:
+    """The keys keeping `state_dict` from being `variant` (the classifier's class count is
+    free)."""
+    expected, keys = _expected_shapes(variant), _model_keys(state_dict)
+    return {
+        "missing": [k for k in expected if k not in keys],
+        "unexpected": sorted(keys - expected.keys()),
+        "mis-shaped": [f"{k}: {tuple(state_dict[k].shape)} in file, {shape} in {variant}"
+                       for k, shape in expected.items()
+                       if k in keys and tuple(state_dict[k].shape) != shape
+                       and not k.endswith(("conv_seg.weight", "conv_seg.bias"))],
+    }
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
+    return "; ".join(keys[:_MAX_LISTED]) + more
 
 
 def num_classes_of(state_dict: Mapping[str, torch.Tensor]) -> int:
@@ -209,9 +231,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
         for title, keys in (("missing", missing), ("unexpected", unexpected),
                             ("mis-shaped", misshaped)):
             if keys:
-                shown = "; ".join(keys[:_MAX_LISTED])
-                more = f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
-                parts.append(f"{len(keys)} {title}: {shown}{more}")
+                parts.append(f"{len(keys)} {title}: {_listed(keys)}")
         raise CheckpointError(f"{source} does not fit the model: " + " | ".join(parts))
     model.load_state_dict({k: v for k, v in state_dict.items()}, strict=False)
 
@@ -232,7 +252,7 @@ def describe_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> 
     """What `ocrnet inspect` prints: variant, parameter count, classes, config text."""
     ckpt = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
     state = extract_state_dict(ckpt)
-    variant = detect_variant(state)
+    variant = detect_variant(state, source=f"checkpoint {path}")
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), Mapping) else {}
     params = sum(
         v.numel() for k, v in state.items()
