@@ -39,24 +39,42 @@ def image_files(root: str | os.PathLike[str], count: int | None = None) -> list[
     return files
 
 
-def _reference_path(models: Sequence[Path], reference: Path | None) -> Path:
+def _reference_path(models: Sequence[Path], reference: Path | None,
+                    images: str | os.PathLike[str]) -> Path:
+    """The fp32 reference: `reference`, else a checkpoint the user listed among the models.
+
+    Only files the user names are read: a package's manifest may name its source checkpoint,
+    but that path is only suggested (reading it meant hashing whatever file the manifest
+    names, a 4 GB one included), never opened.
+    """
     if reference is not None:
         return reference
     for path in models:
         if path.is_file() and path.suffix in (".pth", ".pt"):
             return path
-    from ocrnet.package import is_package, read_package, sha256_file
+    import shlex
+
+    suggested = _recorded_source(models)
+    command = " ".join(shlex.quote(str(a)) for a in ("ocrnet", "compare", *models, "--images",
+                                                     images, "--reference"))
+    raise OcrnetError(f"compare needs the PyTorch fp32 checkpoint to compare against: "
+                      f"{command} {shlex.quote(suggested) if suggested else 'CHECKPOINT.pth'}")
+
+
+def _recorded_source(models: Sequence[Path]) -> str | None:
+    """The checkpoint a package says it was built from, as a hint (not read, not hashed)."""
+    from ocrnet.package import is_package, read_package
 
     for path in models:
-        if is_package(path):
-            src = read_package(path, verify=False).meta.get("source", {})
-            # Built from a checkpoint, or from an ONNX export that recorded its checkpoint.
-            ckpt = src if src.get("kind") == "checkpoint" else src.get("checkpoint") or {}
-            cand = Path(ckpt.get("path", ""))
-            if cand.is_file() and sha256_file(cand) == ckpt.get("sha256"):
-                return cand
-    raise OcrnetError("no PyTorch reference: pass --reference CHECKPOINT.pth (the packages' "
-                      "recorded source checkpoint is missing or changed)")
+        try:
+            src = read_package(path, verify=False).meta.get("source", {}) \
+                if is_package(path) else {}
+        except OcrnetError:  # opening it says what is wrong, after this error is fixed
+            continue
+        ckpt = src if src.get("kind") == "checkpoint" else src.get("checkpoint") or {}
+        if isinstance(ckpt, dict) and isinstance(ckpt.get("path"), str) and ckpt["path"]:
+            return ckpt["path"]
+    return None
 
 
 class _Tally:
@@ -108,7 +126,7 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
     from ocrnet.data.transforms import DEFAULT_SCALE
 
     paths = [Path(m) for m in models if not isinstance(m, Engine)]
-    ref_path = _reference_path(paths, Path(reference) if reference else None)
+    ref_path = _reference_path(paths, Path(reference) if reference else None, images)
     files = image_files(images, count)
     trust = {"trust_checkpoint": trust_checkpoint, "trust_package": trust_package}
     ref = open_model(ref_path, device=device, **trust)

@@ -11,8 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="fidelity of engines vs the PyTorch fp32 reference")
     add_model(p, nargs="+", what="packages, .onnx or .pth files")
     p.add_argument("--images", required=True, help="an image file or folder (recursive)")
-    p.add_argument("--reference", help="the fp32 checkpoint (default: a .pth among MODEL or the "
-                   "packages' recorded source)")
+    p.add_argument("--reference", metavar="CHECKPOINT",
+                   help="the fp32 .pth checkpoint (or .onnx) to compare against; required "
+                        "unless a .pth is among MODEL (a package's recorded source is only "
+                        "suggested, never read)")
     p.add_argument("--count", type=positive_int, help="use at most this many images")
     add_device(p)
     add_trust(p)
