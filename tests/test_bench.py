@@ -266,6 +266,23 @@ def test_bad_shape(text: str) -> None:
 
 def test_shape_parsing() -> None:
     assert parse_shape("1024x2048") == (1024, 2048) == parse_shape((1024, 2048))
+    assert parse_shape("1x3x1024x2048") == (1024, 2048) == parse_shape("4x3x1024x2048")
+
+
+def test_shape_n_and_batch() -> None:
+    """--shape is build's NxCxHxW (HxW = 1x3xHxW); its N is the batch unless --batch says."""
+    from ocrnet.bench.settings import BenchSettings
+
+    assert BenchSettings(shape="4x3x64x128").batch == (4,)
+    assert BenchSettings(shape="4x3x64x128", batch=4).batch == (4,)
+    assert BenchSettings(shape="1x3x64x128", batch=[1, 8]).batch == (1, 8)
+    assert BenchSettings(shape="64x128", batch=[1, 8]) == BenchSettings(shape=(1, 3, 64, 128),
+                                                                        batch=(1, 8))
+    s = BenchSettings(shape="4x3x64x128")
+    assert s.shape == (64, 128) and BenchSettings.from_json(s.to_json()) == s
+    with pytest.raises(OcrnetError, match=r"says batch 4 but --batch says 1 8: .*"
+                                          r"--shape 64x128 --batch 1 8"):
+        BenchSettings(shape="4x3x64x128", batch=[1, 8])
 
 
 def test_bad_package_paths(tmp_path: Any) -> None:

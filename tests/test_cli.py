@@ -38,7 +38,9 @@ def test_help_imports_nothing_heavy(argv: list[str]) -> None:
     ["synth", "--out", "o", "--train", "-3"],
     ["build", "M", "--out", "o", "--shape", "1x1x64x64"],
     ["build", "M", "--out", "o", "--calib-count", "0"],
-    ["export", "M", "--out", "o.onnx", "--shape", "64x64"],
+    ["export", "M", "--out", "o.onnx", "--shape", "64x64x3"],
+    ["bench", "M", "--shape", "1x3x64"],
+    ["bench", "M", "--shape", "4x3x64x128", "--batch", "1", "8"],  # two batch sizes: which?
     ["compare", "M", "--images", "d", "--count", "0"],
     ["run", "--limit", "0"],
     ["run", "--bench-duration", "-1"],
@@ -52,6 +54,18 @@ def test_nonsense_values_are_one_line_errors(argv: list[str],
                                                                        "--out-dir", "--images"))
     assert line.startswith(f"ocrnet {argv[0]}: error: ")
     assert option.removeprefix("--").replace("-", " ") in line.replace("_", " "), line
+
+
+@pytest.mark.parametrize("argv", [["build", "M", "--out", "o"], ["export", "M", "--out", "o"],
+                                  ["bench", "M"]])
+def test_shape_is_one_grammar(argv: list[str]) -> None:
+    """--shape is NxCxHxW wherever it appears, with HxW short for 1x3xHxW."""
+    from ocrnet.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse([*argv, "--shape", "64x128"]).shape == (1, 3, 64, 128)
+    assert parse([*argv, "--shape", "1x3x64x128"]).shape == (1, 3, 64, 128)
+    assert parse([*argv, "--shape", "2x3x64x128"]).shape == (2, 3, 64, 128)
 
 
 def test_missing_options_stay_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,7 +53,8 @@ def test_dynamic_export_is_verified_at_another_shape(tmp_path: Path) -> None:
 
 def test_bad_arguments_fail_before_exporting(tmp_path: Path) -> None:
     assert parse_shape("2x3x32x64") == (2, 3, 32, 64)
-    for bad in ("1x1x64x64", "64x64", "1x3xAx64", "0x3x64x64"):
+    assert parse_shape("32x64") == (1, 3, 32, 64)  # HxW: short for one RGB image
+    for bad in ("1x1x64x64", "64x64x3", "1x3xAx64", "0x3x64x64"):
         with pytest.raises(OcrnetError, match="NxCxHxW"):
             parse_shape(bad)
     with pytest.raises(OcrnetError, match="unknown output"):

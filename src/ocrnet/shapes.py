@@ -2,11 +2,11 @@
 
 Three kinds of size travel through ocrnet, each always written the same way:
 
-- `Size`, an image or crop size, **HEIGHTxWIDTH** (`256x512`): `synth --size`, `train --crop`,
-  `bench --shape`;
+- `Size`, an image or crop size, **HEIGHTxWIDTH** (`256x512`): `synth --size`, `train --crop`;
 - `Scale`, mmseg's keep-ratio resize limit, **WIDTHxHEIGHT** (`2048x1024`) as mmseg writes
   `Resize(scale=(2048, 1024))`: `--scale` everywhere;
-- `InputShape`, a network input, **NxCxHxW** (`1x3x1024x2048`): `build --shape`, `export --shape`.
+- `InputShape`, a network input, **NxCxHxW** (`1x3x1024x2048`), with **HxW** as shorthand for
+  `1x3xHxW`: `--shape` everywhere (`build`, `export`, `bench`): one option name, one meaning.
 
 Each has a parser raising `ShapeError` (one line saying what was expected), usable directly as an
 argparse `type=` (the CLI's parser turns the error into one line, exit 1). This module imports
@@ -107,11 +107,18 @@ def parse_scale(text: str | Sequence[int]) -> Scale:
 
 
 def parse_input_shape(text: str | Sequence[int]) -> InputShape:
-    """'1x3x1024x2048' -> InputShape(1, 3, 1024, 2048); C must be 3 (RGB)."""
+    """'1x3x1024x2048' -> InputShape(1, 3, 1024, 2048); C must be 3 (RGB).
+
+    'HxW' (or (H, W)) is shorthand for 1x3xHxW: `--shape 1024x2048` means one RGB image.
+    """
     dims = _ints(text, 4)
+    if dims is None:
+        hw = _ints(text, 2)
+        dims = None if hw is None else (1, 3, *hw)
     if dims is None or dims[1] != 3 or min(dims) < 1:
-        raise ShapeError("shape", f"{text!r} is not NxCxHxW with C=3 and positive sizes, "
-                                  "e.g. 1x3x1024x2048")
+        raise ShapeError("shape", f"{text!r} is not NxCxHxW with C=3 and positive sizes, nor "
+                                  "HEIGHTxWIDTH (short for 1x3xHxW), e.g. 1x3x1024x2048 or "
+                                  "1024x2048")
     return InputShape(*dims)
 
 

@@ -28,7 +28,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ocrnet.shapes import Size, parse_size
+from ocrnet.shapes import Size, parse_input_shape
 
 if TYPE_CHECKING:
     from ocrnet.bench.harness import benchmark
@@ -81,5 +81,6 @@ def __getattr__(name: str) -> Any:
 
 
 def parse_shape(shape: str | Sequence[int]) -> Size:
-    """'1024x2048' or (1024, 2048) -> Size(height, width): `--shape`, read by `ocrnet.shapes`."""
-    return parse_size(shape, what="shape")
+    """'1024x2048', '1x3x1024x2048' or (1024, 2048) -> Size(height, width): `--shape`'s image
+    size (`ocrnet.shapes.parse_input_shape`; its N is a batch size, see `BenchSettings`)."""
+    return parse_input_shape(shape).size

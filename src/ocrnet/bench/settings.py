@@ -15,7 +15,7 @@ from typing import Any
 
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError, check_int
-from ocrnet.shapes import Size, parse_size
+from ocrnet.shapes import InputShape, Size, parse_input_shape
 
 #: The input size when none is given: one Cityscapes frame, as `build`/`export` default to.
 SHAPE = Size(*defaults.INPUT_SHAPE[2:])
@@ -45,6 +45,10 @@ def _seconds(name: str, value: Any, *, zero_ok: bool, optional: bool = True) -> 
 class BenchSettings:
     """How to measure: sizes, how long, on what. Field names are the CLI's option names.
 
+    `shape` is a network input, NxCxHxW, or HxW for 1x3xHxW (`ocrnet.shapes`, as `build` and
+    `export` take it); it is kept as its HxW `Size`. `batch` lists the batch sizes measured; left
+    out (None), it is the shape's N. Given both, N must be 1 (what HxW implies) or the one
+    batch size listed, else `ArgumentError` says to give the batch sizes in one place.
     `warmup` (calls) or `warmup_s` (seconds, default `WARMUP_S`) run after the first inference;
     `iterations` (timed calls per model x batch, per stream with `streams`) or `duration`
     (seconds of timed calls, default `DURATION_S`, at least `min_iterations` calls) decide when
@@ -56,7 +60,7 @@ class BenchSettings:
     the object is made.
     """
 
-    batch: tuple[int, ...] = (1,)
+    batch: tuple[int, ...] | None = None
     shape: Size = SHAPE
     warmup: int | None = None
     warmup_s: float | None = None
@@ -73,11 +77,11 @@ class BenchSettings:
     trust_package: bool = False
 
     def __post_init__(self) -> None:
-        # Normalise what the API accepts loosely (an int or a list for batch, "HxW" for shape,
-        # a Path for end_to_end) so equal settings compare and serialise equal.
-        batch = (self.batch,) if isinstance(self.batch, int) else tuple(self.batch)
-        object.__setattr__(self, "batch", batch)
-        object.__setattr__(self, "shape", parse_size(self.shape, what="shape"))
+        # Normalise what the API accepts loosely (an int or a list for batch, "NxCxHxW" or "HxW"
+        # for shape, a Path for end_to_end) so equal settings compare and serialise equal.
+        shape = parse_input_shape(self.shape)
+        object.__setattr__(self, "batch", _batches(self.batch, shape))
+        object.__setattr__(self, "shape", shape.size)
         if self.end_to_end is not None:
             object.__setattr__(self, "end_to_end", os.fspath(self.end_to_end))
         self._validate()
@@ -146,6 +150,20 @@ class BenchSettings:
             "threads": self.threads, "streams": self.streams, "device": self.device,
             "round_s": self.round_s, "seed": self.seed, "end_to_end": self.end_to_end or "",
         }
+
+
+def _batches(batch: Any, shape: InputShape) -> tuple[int, ...]:
+    """The batch sizes to measure: `batch` as a tuple, or the shape's N when none is given."""
+    if batch is None:
+        return (shape.batch,)
+    batches = (batch,) if isinstance(batch, int) else tuple(batch)
+    if shape.batch != 1 and batches != (shape.batch,):
+        listed = " ".join(map(str, batches))
+        raise ArgumentError(
+            f"--shape {shape} says batch {shape.batch} but --batch says {listed}: give the batch "
+            f"sizes in one place (--shape {shape.size} --batch {listed}, or --shape {shape} "
+            "alone)")
+    return batches
 
 
 def _plain(value: Any) -> Any:

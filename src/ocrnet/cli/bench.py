@@ -16,12 +16,14 @@ from ocrnet.cli.options import (
     add_device,
     add_model,
     add_output,
+    add_shape,
     add_trust,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from ocrnet.shapes import InputShape
 
 _DEFAULT = BenchSettings()
 
@@ -34,12 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model(p, nargs="+", what="engine package folder, .onnx or .pth checkpoint (PyTorch "
                                  "eager); the first is the baseline of the ratios")
     d = _DEFAULT
-    p.add_argument("--batch", type=positive_int, nargs="+", default=list(d.batch),
-                   help=f"batch sizes (default: {' '.join(map(str, d.batch))})")
-    # Parsed by BenchSettings (ocrnet.shapes' HxW grammar): a bad size is a one-line user
-    # error (exit 1), as bench has always answered it.
-    p.add_argument("--shape", metavar="HxW", default=str(d.shape),
-                   help=f"input HEIGHTxWIDTH (default: {d.shape})")
+    p.add_argument("--batch", type=positive_int, nargs="+",
+                   help="batch sizes (default: --shape's N, 1 for HxW); with an N other than 1 "
+                        "in --shape, --batch may only repeat it")
+    add_shape(p, InputShape(1, 3, *d.shape), "; N is the batch size when --batch is not given")
     warm = p.add_mutually_exclusive_group()
     warm.add_argument("--warmup", type=non_negative_int,
                       help="warm-up calls after the first inference")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ocrnet import defaults
-from ocrnet.cli.options import add_device, add_trust, positive_int
-from ocrnet.shapes import InputShape, input_shape_arg
+from ocrnet.cli.options import add_device, add_shape, add_trust, positive_int
+from ocrnet.shapes import InputShape
 
 DEFAULT_SHAPE = InputShape(*defaults.INPUT_SHAPE)
 
@@ -23,8 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "remainder; aliases: force_float32, force_float16, qint8_mixed_float16 "
                         f"= int8-fp16, ...; default: {defaults.PRECISION})")
     p.add_argument("--out", required=True, help="the package directory to create")
-    p.add_argument("--shape", type=input_shape_arg, default=DEFAULT_SHAPE, metavar="NxCxHxW",
-                   help=f"input shape, checkpoint sources (default: {DEFAULT_SHAPE})")
+    add_shape(p, DEFAULT_SHAPE, "; checkpoint sources")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
     add_device(p, help="device the package is built for")
     p.add_argument("--calib-dir", help="int8: Cityscapes-layout root (its train split is used)")
@@ -79,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(reverted)} op(s){': ' + ', '.join(reverted[:5]) if reverted else ''}"
               f"{' ...' if len(reverted) > 5 else ''}")
     shape = package.meta.get("input", {}).get("shape") or []
-    static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
-    bench_shape = f" --shape {shape[2]}x{shape[3]}" if static else ""
+    static = len(shape) == 4 and all(isinstance(d, int) for d in shape)
+    bench_shape = f" --shape {'x'.join(map(str, shape))}" if static else ""
     print(f"next: ocrnet bench {package.path}{bench_shape}   or   "
           f"ocrnet eval {package.path} --data-root CITYSCAPES_ROOT")
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ocrnet import defaults
-from ocrnet.cli.options import add_trust, positive_int
-from ocrnet.shapes import InputShape, input_shape_arg
+from ocrnet.cli.options import add_shape, add_trust, positive_int
+from ocrnet.shapes import InputShape
 
 DEFAULT_SHAPE = InputShape(*defaults.INPUT_SHAPE)
 
@@ -15,8 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="checkpoint -> ONNX (static or dynamic; labels/logits)")
     p.add_argument("checkpoint", help="a .pth checkpoint")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--shape", type=input_shape_arg, default=DEFAULT_SHAPE, metavar="NxCxHxW",
-                   help=f"input shape (default: {DEFAULT_SHAPE})")
+    add_shape(p, DEFAULT_SHAPE)
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
     p.add_argument("--outputs", nargs="+", default=list(defaults.OUTPUTS),
                    choices=list(defaults.OUTPUTS), help="graph outputs, in order (default: both)")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError, OcrnetError
-from ocrnet.shapes import ShapeError, scale_arg
+from ocrnet.shapes import InputShape, ShapeError, input_shape_arg, scale_arg
 
 TRUST_HELP = "allow full unpickling (runs code from the file: only for files you trust)"
 
@@ -115,6 +115,12 @@ def add_scale(p: argparse.ArgumentParser, *, default_text: str | None = None) ->
                             "and dynamic packages, a static package's own input size")
     p.add_argument("--scale", type=scale_arg, metavar="WxH",
                    help=f"keep-ratio resize limit WIDTHxHEIGHT (default: {text})")
+
+
+def add_shape(p: argparse.ArgumentParser, default: InputShape, note: str = "") -> None:
+    """--shape NxCxHxW (HxW short for 1x3xHxW): the one grammar of build, export and bench."""
+    p.add_argument("--shape", type=input_shape_arg, default=default, metavar="NxCxHxW",
+                   help=f"input shape NxCxHxW, or HxW for 1x3xHxW{note} (default: {default})")
 
 
 def add_resize(p: argparse.ArgumentParser) -> None:
