@@ -57,6 +57,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# A fresh process exports and calibrates (~15 s CPU); the in-process tests guard the filters.
+@pytest.mark.slow
 def test_export_and_calibration_print_no_dependency_noise(tmp_path: Path) -> None:
     pytest.importorskip("nncf")
     pytest.importorskip("onnxruntime")
