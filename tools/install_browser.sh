@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "install_browser: apt-get install chromium chromium-driver (for the page's browser test)" >&2
 if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends chromium chromium-driver; } >/tmp/install_browser.log 2>&1; then
+        chromium chromium-driver; } >/tmp/install_browser.log 2>&1; then
     echo "install_browser: apt-get failed (see /tmp/install_browser.log); the page's browser test will skip" >&2
 fi
 exit 0
