@@ -118,6 +118,19 @@ def test_infer_json_data_with_pixels_equals_predict(server: Server) -> None:
         assert result.as_numpy("labelids")[i].tobytes() == \
             predicted(name, "labelids").tobytes()
         np.testing.assert_array_equal(result.as_numpy("class_fractions")[i], fractions(name))
+    image.set_data_from_numpy(bgr)  # the same pixels as binary tensor data (read-only buffer)
+    labels = client(server).infer(NAME, [image]).as_numpy("labels")
+    assert labels.tobytes() == b"".join(predicted(n).tobytes() for n in ("a.png", "c.bmp"))
+
+
+def test_model_name_must_fit_in_a_url() -> None:
+    from ocrnet.errors import ArgumentError
+    from ocrnet.serve.config import ServeConfig
+
+    assert ServeConfig(model_name="street").model_name == "street"
+    for bad in ("", "a/b"):
+        with pytest.raises(ArgumentError, match="model_name"):
+            ServeConfig(model_name=bad)
 
 
 def test_curl_style_request_one_image_after_the_json_header(server: Server) -> None:
@@ -194,3 +207,38 @@ def test_full_queue_503_and_waiting_too_long_504(servers: tuple[Server, Server])
     busy = next(r for r in answers if r.status_code == 503)
     assert int(busy.headers["retry-after"]) >= 1
     assert tight.metric("ocrnet_queue_depth") == 0
+
+
+def test_wire_format_both_ways_without_a_server() -> None:
+    """`v2_tensors` alone: JSON base64 BYTES, length-prefixed binary BYTES, and the answers to
+    malformed bodies (each a 400 naming the problem)."""
+    from ocrnet.serve.errors import HttpError
+    from ocrnet.serve.v2_tensors import encode_response, parse_request
+
+    spec = {"name": "image", "datatype": "BYTES", "shape": [2], "data": ["YWI=", "Yw=="]}
+    parsed = parse_request(json.dumps({"inputs": [spec], "id": 7}).encode(), None)
+    assert parsed.inputs[0].data == [b"ab", b"c"] and parsed.id == "7"
+    header, blob = _bytes_input(b"ab", b"c")
+    head = json.dumps({**header, "parameters": {"binary_data_output": True},
+                       "outputs": [{"name": "labels"},
+                                   {"name": "x", "parameters": {"binary_data": False}}]})
+    parsed = parse_request(head.encode() + blob, str(len(head)))
+    assert parsed.inputs[0].data == [b"ab", b"c"]
+    assert (parsed.binary_default, parsed.outputs) == (True, {"labels": None, "x": False})
+    for body, length, problem in (
+            (head.encode() + blob + b"!", str(len(head)), "after the inputs"),
+            (head.encode() + blob[:-1], str(len(head)), "beyond"),
+            (head.encode() + blob, "12x", "not a byte count"),
+            (json.dumps({"inputs": [{**spec, "data": ["%%"]}]}).encode(), None, "base64"),
+            (json.dumps({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [2],
+                                     "data": [1, 300]}]}).encode(), None, "not UINT8")):
+        with pytest.raises(HttpError, match=problem) as err:
+            parse_request(body, length)
+        assert err.value.status == 400
+    labels = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+    content, size = encode_response({"model_name": "m"}, [
+        ("labels", "UINT8", labels, True),
+        ("class_fractions", "FP32", np.ones((1, 2), np.float32), False)])
+    assert size is not None and content[size:] == labels.tobytes()
+    outputs = json.loads(content[:size])["outputs"]
+    assert outputs[0]["parameters"] == {"binary_data_size": 6} and outputs[1]["data"] == [1, 1]
