@@ -6,7 +6,7 @@ PYTHON ?= python3
 # `torch` requirement would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo demo-model test test-all lint clean
+.PHONY: setup demo demo-model test test-all lint browser clean
 
 setup: $(VENV)/.installed
 
@@ -42,12 +42,17 @@ demo-model: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools
 
+# The page's browser test needs chromium: apt-installed where missing and possible, never failing
+# the build (without it that test skips and says why).
+browser:
+	sh tools/install_browser.sh
+
 # The suite runs in a loopback-only network namespace where the machine allows one: servers and
 # Ray instances started by tests can then reach nothing but 127.0.0.1.
-test: lint
+test: lint browser
 	sh tools/loopback_only.sh $(BIN)/pytest
 
-test-all: lint
+test-all: lint browser
 	sh tools/loopback_only.sh $(BIN)/pytest -m 'not gpu'
 
 clean:

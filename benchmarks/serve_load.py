@@ -10,6 +10,8 @@ once into --out), one set of generated 256x512 street scenes (PNG). In turn:
 2. the server (`ocrnet serve`, a subprocess) at client concurrency 1, 4, 16: each client sends
    one image, waits for the answer, sends the next (closed loop), `--requests` in all per level
    or `--seconds`, whichever ends first: img/s, p50/p90/p99 latency, errors, mean batch size;
+   then the same over the Open Inference Protocol v2 at `--v2-concurrency` (a real
+   `tritonclient.http` client per thread, binary tensor data: benchmarks/serve_v2.py);
 3. overload: a server with a small `--max-queue` and far more clients than places, for
    `--overload-seconds`: answers by status, whether every 503 carried Retry-After, and the
    server's RSS before, at peak and after two waves (memory must not grow).
@@ -49,6 +51,8 @@ def main() -> int:
     p.add_argument("--precision", default="fp32", help="precision of the built package")
     p.add_argument("--out", default="runs/serve_load", help="folder for the package and JSON")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--v2-concurrency", type=int, nargs="*", default=[4],
+                   help="levels of the /v2 rows (tritonclient, binary data); none to skip")
     p.add_argument("--requests", type=int, default=96, help="requests per level at most")
     p.add_argument("--seconds", type=float, default=40.0, help="seconds per level at most")
     p.add_argument("--bench-seconds", type=float, default=15.0, help="ocrnet bench --duration")
@@ -81,6 +85,17 @@ def main() -> int:
             stats["concurrency"] = c
             rows.append(stats)
             print(f"  c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
+                  f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
+        for c in args.v2_concurrency:
+            from serve_v2 import load_v2
+
+            before = server.metrics()
+            stats = load_v2(server.url, package.name, images, concurrency=c,
+                            requests=max(args.requests, 4 * c), seconds=args.seconds)
+            stats.update(mean_batch=mean_batch(before, server.metrics()), concurrency=c,
+                         what="`ocrnet serve` /v2 (tritonclient, binary)")
+            rows.append(stats)
+            print(f"  v2 c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
                   f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
         clean_exit = server.stop()
     # The engine alone again, after the server: the reference is the mean of both, so a machine
@@ -339,7 +354,7 @@ def markdown(r: dict) -> str:
     ]
     for s in r["server"]:
         lines.append(
-            f"| `ocrnet serve` | {s['concurrency']} | {s['img_s']:.2f} | "
+            f"| {s.get('what', '`ocrnet serve` /v1')} | {s['concurrency']} | {s['img_s']:.2f} | "
             f"{s['img_s'] / e['img_s']:.2f}x | {s['p50_ms']:.0f} | {s['p90_ms']:.0f} | "
             f"{s['p99_ms']:.0f} | {s['p99_ms'] / s['p50_ms']:.2f} | {s['errors']} of "
             f"{s['requests']} | {s['mean_batch']:.2f} |")

@@ -50,3 +50,20 @@ def test_ray_serve_answers_like_predict_and_batches(ray_url: str) -> None:
     assert bad.status_code == 415 and set(bad.json()) == {"error", "detail"}
     info = httpx.get(f"{ray_url}/v1/model", timeout=30).json()
     assert info["backend"] == "openvino" and info["serving"]["max_batch"] == 4
+
+
+def test_ray_serve_answers_the_v2_protocol(ray_url: str) -> None:
+    triton = pytest.importorskip("tritonclient.http")
+    import cv2
+    import numpy as np
+
+    name = demo_package().name  # the default model name: the package folder's
+    client = triton.InferenceServerClient(ray_url.removeprefix("http://"), network_timeout=120)
+    assert client.is_server_ready() and client.is_model_ready(name)
+    assert client.get_model_metadata(name)["inputs"][0]["datatype"] == "BYTES"
+    image = triton.InferInput("image", [1], "BYTES")
+    image.set_data_from_numpy(np.array([body("a.png")], dtype=np.object_))
+    labels = client.infer(name, [image]).as_numpy("labels")
+    want = cv2.imdecode(np.frombuffer(expected()["a.png", "labels"], np.uint8),
+                        cv2.IMREAD_UNCHANGED)
+    assert labels[0].tobytes() == want.tobytes()

@@ -17,10 +17,12 @@ from ocrnet.serve import config as c
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="HTTP service: POST /v1/segment, dynamic batching, /metrics",
+        "serve", help="HTTP service: POST /v1/segment, Open Inference Protocol v2, a page at /",
         description="Serve one engine package over HTTP: POST /v1/segment?format=labels|"
                     "labelids|color|overlay|json answers exactly what `ocrnet predict` writes; "
-                    "GET /v1/model, /healthz, /readyz, /metrics. SIGTERM/SIGINT drain and exit 0.")
+                    "GET /v1/model, /healthz, /readyz, /metrics; the Open Inference Protocol v2 "
+                    "(KServe v2 / Triton REST, binary tensor data) under /v2; a page to try it "
+                    "at /. SIGTERM/SIGINT drain and exit 0.")
     p.add_argument("package", metavar="PKG", help="engine package folder (ocrnet build)")
     p.add_argument("--host", default=c.HOST, help=f"address to bind (default: {c.HOST})")
     p.add_argument("--port", type=positive_int, default=c.PORT,
@@ -53,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.add_argument("--trust-package", action="store_true",
                    help="allow packages that hold native code (AOTInductor)")
+    p.add_argument("--model-name",
+                   help="the model's name in the Open Inference Protocol v2 URLs "
+                        "(/v2/models/NAME/infer; default: the package folder's name)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     ray = p.add_argument_group("Ray Serve (scale out)")
     ray.add_argument("--ray", metavar="ADDRESS",
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         timeout_s=args.timeout_s, max_body_mb=args.max_body_mb, max_pixels=args.max_pixels,
         threads=args.threads, workers=args.workers, device=args.device, scale=args.scale,
-        resize=args.resize, trust_package=args.trust_package)
+        resize=args.resize, trust_package=args.trust_package, model_name=args.model_name)
     if args.ray:
         from ocrnet.serve.ray_serve import serve_on_ray
 

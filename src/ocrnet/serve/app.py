@@ -25,8 +25,10 @@ from fastapi import FastAPI
 
 from ocrnet.serve.config import ServeConfig
 from ocrnet.serve.errors import add_error_handlers
+from ocrnet.serve.page import add_page
 from ocrnet.serve.routes import add_routes
 from ocrnet.serve.service import Service, resolve_max_batch, static_shape
+from ocrnet.serve.v2 import add_v2_routes
 
 
 def create_app(package: str | os.PathLike[str], config: ServeConfig | None = None,
@@ -64,4 +66,6 @@ def create_app(package: str | os.PathLike[str], config: ServeConfig | None = Non
                   description="OCRNet semantic segmentation (Cityscapes classes)")
     add_error_handlers(app)
     add_routes(app)
+    add_v2_routes(app)
+    add_page(app)
     return app

@@ -49,7 +49,8 @@ class ServeConfig:
     `workers`: decode / preprocess / encode threads. `max_wait_ms`: how long a batch's first
     image waits for more (default: 10% of one warm-up inference, within 1..100 ms). `scale`:
     the keep-ratio resize limit as `ocrnet predict --scale` (default: a static package's own
-    size, else 2048x1024).
+    size, else 2048x1024). `model_name`: the model's name in the v2 protocol's URLs (default:
+    the package folder's name).
     """
 
     max_batch: int | None = None
@@ -64,6 +65,7 @@ class ServeConfig:
     scale: tuple[int, int] | float | None = None
     resize: str = "logits"
     trust_package: bool = False
+    model_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch is not None:
@@ -80,6 +82,9 @@ class ServeConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value) or value < minimum:
                 raise ArgumentError(f"{name} must be a number >= {minimum:g}, got {value!r}")
+        if self.model_name is not None and (not self.model_name or "/" in self.model_name):
+            raise ArgumentError(f"model_name must be a non-empty name without '/', got "
+                                f"{self.model_name!r}")
         if self.resize not in ("logits", "labels"):
             raise ArgumentError(f"resize must be 'logits' or 'labels', got {self.resize!r}")
 

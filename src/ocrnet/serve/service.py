@@ -155,9 +155,11 @@ class Service:
         return _Ticket(self)
 
     # --- the work -----------------------------------------------------------------------------
-    async def segment(self, data: bytes, keep_original: bool, deadline: float,
+    async def segment(self, data: bytes | np.ndarray, keep_original: bool, deadline: float,
                       ticket: _Ticket) -> tuple[np.ndarray, _Prepared, int]:
-        """Decode and preprocess off the loop, wait for the batcher, return the prediction."""
+        """Decode and preprocess off the loop, wait for the batcher, return the prediction.
+
+        `data`: an encoded image, or decoded BGR (H, W, 3) uint8 pixels (the v2 protocol's)."""
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._pool, self._prepare, data, keep_original)
         if time.monotonic() >= deadline:
@@ -175,14 +177,15 @@ class Service:
             item.future.cancel()
             raise
 
-    def _prepare(self, data: bytes, keep_original: bool) -> _Prepared:
+    def _prepare(self, data: bytes | np.ndarray, keep_original: bool) -> _Prepared:
         import cv2
 
         from ocrnet.data.images import decode_image
         from ocrnet.data.transforms import preprocess
 
-        img = decode_image(data, source="the request body", max_pixels=self.config.max_pixels,
-                           flags=cv2.IMREAD_COLOR)
+        img = data if isinstance(data, np.ndarray) else decode_image(
+            data, source="the request body", max_pixels=self.config.max_pixels,
+            flags=cv2.IMREAD_COLOR)
         size = (int(img.shape[0]), int(img.shape[1]))
         image = preprocess(img, self.scale)  # type: ignore[arg-type]
         if self.static_size is not None and tuple(image.shape[1:]) != self.static_size:

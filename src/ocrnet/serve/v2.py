@@ -1,0 +1,257 @@
+"""The Open Inference Protocol v2 (KServe v2 REST, as Triton and OpenVINO Model Server speak it)
+beside /v1, on the same `Service`: the same batcher, limits and status codes.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     {"live": true}, {"ready": true}
+    GET  /v2/models/{name}[/versions/1]        model metadata
+    GET  /v2/models/{name}[/versions/1]/ready  {"name": ..., "ready": true}
+    POST /v2/models/{name}[/versions/1]/infer  inference
+
+The model is named after the package folder (`--model-name` to change it), version "1". Input
+`image`: `BYTES [N]`, each element one encoded image (PNG, JPEG, BMP...), or `UINT8 [N, H, W, 3]`
+BGR pixels. Outputs: `labels` (`UINT8 [N, H, W]`, trainIds at the image's size, the pixels of
+the PNG `ocrnet predict` writes), `labelids` (official Cityscapes ids, on request) and
+`class_fractions` (`FP32 [N, classes]`); without an `outputs` list, `labels` and
+`class_fractions`. JSON `data` and the binary tensor extension both ways (`v2_tensors`).
+Errors answer `{"error": "..."}` with /v1's status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ocrnet.serve.body import read_body, unless_client_leaves
+from ocrnet.serve.errors import HttpError
+from ocrnet.serve.service import Service
+from ocrnet.serve.v2_tensors import InferRequest, Tensor, encode_response, parse_request
+
+log = logging.getLogger("ocrnet.serve")
+VERSION = "1"
+INPUT = "image"
+#: Output name -> its datatype; the outputs sent when the request names none.
+OUTPUTS = {"labels": "UINT8", "labelids": "UINT8", "class_fractions": "FP32"}
+DEFAULT_OUTPUTS = ("labels", "class_fractions")
+HEADER = "Inference-Header-Content-Length"
+
+
+def add_v2_routes(app: FastAPI) -> None:
+    """Register the v2 endpoints on `app`."""
+    router = APIRouter(prefix="/v2", tags=["v2"])
+    router.add_api_route("", _v2(server_metadata), methods=["GET"], summary="Server metadata")
+    router.add_api_route("/health/live", _v2(live), methods=["GET"], summary="Liveness")
+    router.add_api_route("/health/ready", _v2(ready), methods=["GET"], summary="Readiness")
+    for base in ("/models/{model_name}", "/models/{model_name}/versions/{model_version}"):
+        router.add_api_route(base, _v2(model_metadata), methods=["GET"],
+                             summary="Model metadata")
+        router.add_api_route(base + "/ready", _v2(model_ready), methods=["GET"],
+                             summary="Model readiness")
+        router.add_api_route(base + "/infer", _v2(infer), methods=["POST"],
+                             summary="Inference (JSON or binary tensor data)")
+    app.include_router(router)
+
+
+def _v2(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """`handler` answering its `HttpError`s as the protocol's `{"error": "..."}`."""
+
+    @functools.wraps(handler)
+    async def wrapped(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except HttpError as err:
+            return JSONResponse({"error": err.detail}, status_code=err.status,
+                                headers=err.headers)
+
+    return wrapped
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def model_name(service: Service) -> str:
+    return service.config.model_name or service.package.name
+
+
+def _check_model(service: Service, name: str, version: str | None) -> None:
+    served = model_name(service)
+    if name != served or version not in (None, VERSION):
+        asked = name if version is None else f"{name} version {version}"
+        raise HttpError(404, f"unknown model {asked!r}; this server serves {served!r} "
+                        f"version {VERSION}")
+
+
+async def server_metadata(request: Request) -> Response:
+    from ocrnet import __version__
+
+    return JSONResponse({"name": "ocrnet", "version": __version__,
+                         "extensions": ["binary_tensor_data"]})
+
+
+async def live(request: Request) -> Response:
+    service = _service(request)
+    if service.error:
+        return JSONResponse({"live": False, "error": service.error}, status_code=500)
+    return JSONResponse({"live": True})
+
+
+async def ready(request: Request) -> Response:
+    service = _service(request)
+    if not service.ready.is_set():
+        return JSONResponse({"ready": False,
+                             "error": service.error or "the engine is still loading"},
+                            status_code=503)
+    return JSONResponse({"ready": True})
+
+
+async def model_metadata(request: Request, model_name: str,
+                         model_version: str | None = None) -> Response:
+    service = _service(request)
+    _check_model(service, model_name, model_version)
+    meta = service.manifest
+    classes = len(meta.get("classes") or []) or 19
+    return JSONResponse({
+        "name": model_name, "versions": [VERSION],
+        "platform": f"ocrnet_{meta.get('backend', 'unknown')}",
+        # BYTES [N] of encoded images; UINT8 [N, H, W, 3] BGR pixels are taken as well.
+        "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": "labels", "datatype": "UINT8", "shape": [-1, -1, -1]},
+                    {"name": "labelids", "datatype": "UINT8", "shape": [-1, -1, -1]},
+                    {"name": "class_fractions", "datatype": "FP32", "shape": [-1, classes]}],
+        "parameters": {"max_batch_size": service.max_batch,
+                       "pixel_input": {"name": INPUT, "datatype": "UINT8",
+                                       "shape": [-1, -1, -1, 3], "layout": "NHWC BGR"}},
+    })
+
+
+async def model_ready(request: Request, model_name: str,
+                      model_version: str | None = None) -> Response:
+    service = _service(request)
+    _check_model(service, model_name, model_version)
+    if not service.ready.is_set():
+        raise HttpError(503, service.error or "the engine is still loading")
+    return JSONResponse({"name": model_name, "ready": True})
+
+
+async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+    """POST .../infer: counted in /metrics with /v1's requests."""
+    service = _service(request)
+    _check_model(service, model_name, model_version)
+    start = time.monotonic()
+    code = 500
+    service.metrics.in_flight.inc()
+    try:
+        response = await _infer(request, service, model_name, start)
+        code = response.status_code
+        return response
+    except HttpError as err:
+        code = err.status
+        raise
+    except asyncio.CancelledError:
+        code = 499
+        raise
+    except Exception as err:
+        log.exception("ocrnet serve: POST /v2 infer failed")
+        raise HttpError(500, f"{type(err).__name__}: {err}") from None
+    finally:
+        service.metrics.in_flight.dec()
+        service.metrics.answered(code, time.monotonic() - start)
+
+
+async def _infer(request: Request, service: Service, name: str, start: float) -> Response:
+    from ocrnet.errors import BadFileError, ImageTooLargeError
+
+    ticket = service.admit()
+    try:
+        body = await read_body(request, service.config.max_body_bytes)
+        parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER))
+        del body
+        wanted = _outputs(parsed)
+        images = _images(parsed, service)
+        deadline = start + service.config.timeout_s
+        work = asyncio.gather(*(service.segment(image, False, deadline, ticket)
+                                for image in images))
+        try:
+            results = await unless_client_leaves(request, work)
+        except ImageTooLargeError as err:
+            raise HttpError(413, err.reason) from None
+        except BadFileError as err:
+            raise HttpError(415, err.reason) from None
+    finally:
+        ticket.release()
+    preds = [pred for pred, _, _ in results]
+    batch = max(size for _, _, size in results)
+    header: dict[str, Any] = {"model_name": name, "model_version": VERSION}
+    if parsed.id is not None:
+        header["id"] = parsed.id
+    content, head_length = await asyncio.to_thread(_answer, service, preds, wanted, header)
+    headers = {"X-Ocrnet-Batch-Size": str(batch)}
+    if head_length is None:
+        return Response(content, media_type="application/json", headers=headers)
+    headers[HEADER] = str(head_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+def _outputs(parsed: InferRequest) -> dict[str, bool]:
+    """Output name -> sent as binary data, in the order they will appear."""
+    requested = parsed.outputs or dict.fromkeys(DEFAULT_OUTPUTS)
+    unknown = [n for n in requested if n not in OUTPUTS]
+    if unknown:
+        raise HttpError(400, f"unknown output {unknown[0]!r}; this model has "
+                        f"{', '.join(OUTPUTS)}")
+    return {n: parsed.binary_default if b is None else b for n, b in requested.items()}
+
+
+def _images(parsed: InferRequest, service: Service) -> list[bytes | np.ndarray]:
+    """The request's images: encoded bytes, or BGR (H, W, 3) uint8 pixels."""
+    if [t.name for t in parsed.inputs] != [INPUT]:
+        raise HttpError(400, f"expected one input named {INPUT!r}, got "
+                        f"{[t.name for t in parsed.inputs]}")
+    tensor: Tensor = parsed.inputs[0]
+    if tensor.datatype == "BYTES" and len(tensor.shape) == 1:
+        images: list[bytes | np.ndarray] = list(tensor.data)
+    elif tensor.datatype == "UINT8" and len(tensor.shape) == 4 and tensor.shape[3] == 3:
+        _, h, w, _ = tensor.shape
+        if h * w > service.config.max_pixels:
+            raise HttpError(413, f"the images are {w}x{h} (WxH), over the limit of "
+                            f"{service.config.max_pixels:,} pixels (--max-pixels)")
+        if h < 1 or w < 1:
+            raise HttpError(400, f"input {INPUT!r}: empty images ({w}x{h})")
+        images = list(np.asarray(tensor.data))
+    else:
+        raise HttpError(400, f"input {INPUT!r} must be BYTES [N] (encoded images) or UINT8 "
+                        f"[N, H, W, 3] (BGR pixels), got {tensor.datatype} {tensor.shape}")
+    if not 1 <= len(images) <= service.max_batch:
+        raise HttpError(400, f"input {INPUT!r} holds {len(images)} images; send 1 to "
+                        f"{service.max_batch} (the model's max_batch_size) per request")
+    return images
+
+
+def _answer(service: Service, preds: list[np.ndarray], wanted: dict[str, bool],
+            header: dict[str, Any]) -> tuple[bytes, int | None]:
+    from ocrnet.data.cityscapes import TRAIN_TO_LABEL
+
+    sizes = {p.shape for p in preds}
+    if len(sizes) > 1 and ({"labels", "labelids"} & set(wanted)):
+        raise HttpError(400, f"the images are of different sizes {sorted(sizes)}, but labels is "
+                        "one [N, H, W] tensor; send images of one size per request")
+    classes = len(service.manifest.get("classes") or []) or 19
+    outputs = []
+    for name, binary in wanted.items():
+        if name == "labels":
+            array = np.stack(preds)
+        elif name == "labelids":
+            array = np.stack([TRAIN_TO_LABEL[p] for p in preds])
+        else:
+            array = np.stack([np.bincount(p.ravel(), minlength=256)[:classes] / p.size
+                              for p in preds]).astype(np.float32)
+        outputs.append((name, OUTPUTS[name], array, binary))
+    return encode_response(header, outputs)
