@@ -163,6 +163,17 @@ def needs(backend: str, precision: str) -> pytest.MarkDecorator:
 
 
 @functools.cache
+def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Path:
+    """The shipped demo model exported once per session at `shape` (no Winograd: the graph a
+    checkpoint build exports for int8), for every test that builds from it."""
+    from ocrnet.export import export_onnx
+
+    name = f"demo-{'x'.join(map(str, shape))}-{'+'.join(outputs)}.onnx"
+    return export_onnx(DEMO / "ocrnet_hr18_synthetic_demo.pth", workdir() / name, shape=shape,
+                       outputs=list(outputs), winograd=False).path
+
+
+@functools.cache
 def demo_package(backend: str = "openvino", precision: str = "fp32",
                  shape: tuple[int, int, int, int] = (1, 3, 128, 256)) -> Path:
     """A package of the shipped demo model at a small static shape, built once per process."""
