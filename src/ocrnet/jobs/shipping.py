@@ -283,6 +283,8 @@ def _locked(path: Path, mode: int | None) -> Any:
 def remove_copy(root: Path, name: str) -> bool:
     """Remove the cache entry `name` under `root` unless a process holds it; True if it is gone."""
     entry = root / name
+    if not root.is_dir():
+        return True
     use = entry.with_name(name + _USE)
     fd = _lock_fd(use, fcntl and fcntl.LOCK_EX, wait=False)
     if fd < 0:
