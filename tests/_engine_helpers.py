@@ -8,12 +8,16 @@ file reuses this one), and a 64x128 synthetic Cityscapes-layout set for calibrat
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
+# In CI a missing extra fails the tests that need it instead of skipping them (conftest.py).
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 SHAPE = (1, 3, 64, 128)
 DEMO = Path(__file__).parents[1] / "src" / "ocrnet" / "assets"
 
@@ -102,16 +106,71 @@ def demo_checkpoint() -> Path | None:
     return found[0] if found else None
 
 
-@functools.cache
 def package(backend: str, precision: str, **options: object) -> Path:
-    """A package built from `onnx_file()` (int8: calibrated on `calib_root()`), made once."""
+    """A package built from `onnx_file()` (int8: calibrated on `calib_root()`), made once per
+    session for each distinct build: options left at their default name the same package
+    (`calib_method="minmax"` is ONNX Runtime's default, so it is calibrated once, not twice)."""
+    from ocrnet.engines import get_backend
+    from ocrnet.precision import Precision
+
+    precision = Precision.parse(precision).value
+    methods = get_backend(backend).calib_methods
+    if options.get("calib_method") in (None, *methods[:1]) and precision.startswith("int8"):
+        options.pop("calib_method", None)
+    return _package(backend, precision, tuple(sorted(options.items())))
+
+
+@functools.cache
+def _package(backend: str, precision: str, options: tuple[tuple[str, object], ...]) -> Path:
     from ocrnet.build import build_package
 
-    name = "-".join([backend, precision, *(f"{k}={v}" for k, v in sorted(options.items()))])
+    name = "-".join([backend, precision, *(f"{k}={v}" for k, v in options)])
     calib = {"calib_dir": calib_root(), "calib_count": 3} if precision.startswith("int8") \
         else {}
     return build_package(onnx_file(), workdir() / name, backend=backend, precision=precision,
-                         **calib, **options).path
+                         **calib, **dict(options)).path
+
+
+@functools.cache
+def runs_here(backend: str, precision: str) -> bool:
+    """Whether this machine runs `backend` at `precision` natively (the project's own check,
+    `runnable_precisions`: OpenVINO bf16 needs a CPU with native bf16, AVX-512 BF16 or AMX)."""
+    from ocrnet.engines import get_backend
+    from ocrnet.errors import OcrnetError
+    from ocrnet.precision import Precision
+
+    cls = get_backend(backend)
+    try:
+        cls.require()
+    except OcrnetError:
+        return False
+    return Precision.parse(precision) in cls.runnable_precisions()
+
+
+def needs(backend: str, precision: str) -> pytest.MarkDecorator:
+    """Skip (never fail) where this CPU cannot run `backend` at `precision` natively."""
+    from ocrnet.engines import get_backend
+    from ocrnet.errors import OcrnetError
+
+    try:
+        get_backend(backend).require()
+    except OcrnetError:
+        if IN_CI:  # not installed: the test runs and fails, as a missing extra should in CI
+            return pytest.mark.skipif(False, reason="")
+    return pytest.mark.skipif(not runs_here(backend, precision),
+                              reason=f"{backend} {precision} needs native support this CPU "
+                                     "lacks (runnable_precisions)")
+
+
+@functools.cache
+def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Path:
+    """The shipped demo model exported once per session at `shape` (no Winograd: the graph a
+    checkpoint build exports for int8), for every test that builds from it."""
+    from ocrnet.export import export_onnx
+
+    name = f"demo-{'x'.join(map(str, shape))}-{'+'.join(outputs)}.onnx"
+    return export_onnx(DEMO / "ocrnet_hr18_synthetic_demo.pth", workdir() / name, shape=shape,
+                       outputs=list(outputs), winograd=False).path
 
 
 @functools.cache

@@ -3,6 +3,10 @@
 `engine_artifacts` (autouse): the folder of the shared artifacts `_engine_helpers` builds once per
 session.
 
+In CI (`CI=true`), a test or module skipped because an import failed (`pytest.importorskip`:
+a missing extra such as serve, ray, onnxruntime or openvino) fails instead: a CI image without
+the extra would otherwise pass while testing nothing of it.
+
 `ray_cluster`: the ONE Ray instance of a test session, started on first use and shut down at the
 end. It is a two-node `ray.cluster_utils.Cluster` (two nodes of 1 CPU, 2 CPUs in all) so that
 the Ray tests also show work landing on both nodes; every Ray job in the suite runs on it
@@ -19,6 +23,33 @@ from typing import Any
 import pytest
 
 import _engine_helpers
+
+
+def _missing_import(report: pytest.CollectReport | pytest.TestReport) -> str | None:
+    """The skip reason if `report` is a skip for a failed import (importorskip), else None."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return None
+    reason = str(report.longrepr[2])
+    return reason if "could not import" in reason else None
+
+
+def _fail_in_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    reason = _missing_import(report) if _engine_helpers.IN_CI else None
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a missing extra fails here instead of skipping ({reason})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_in_ci(outcome.get_result())  # a module-level importorskip
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_in_ci(outcome.get_result())  # importorskip in a test or a fixture
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -33,21 +33,17 @@ def test_cli_build_from_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert set(meta["files"]) == {"model.onnx"}
 
 
-def test_build_from_checkpoint_exports_first(tmp_path: Path) -> None:
-    pkg = build_package(h.checkpoint("hr18s"), tmp_path / "ov", backend="openvino",
-                        shape="1x3x64x128")
-    assert pkg.meta["source"]["kind"] == "checkpoint"
-    assert pkg.meta["source"]["sha256"] == sha256_file(h.checkpoint("hr18s"))
-    assert pkg.meta["model"]["variant"] == "hr18s"
-    assert set(pkg.files) == {"model.xml", "model.bin"}
-
-
-def test_labels_only_package(tmp_path: Path) -> None:
-    """Regression: the manifest listed both outputs whatever the graph had."""
+def test_build_from_checkpoint_exports_first_labels_only(tmp_path: Path) -> None:
+    """A checkpoint is exported first; and (regression) the manifest listed both outputs
+    whatever the graph had. One build checks both (an export and a conversion each)."""
     from ocrnet.engines import open_model
 
     pkg = build_package(h.checkpoint("hr18s"), tmp_path / "ov", backend="openvino",
                         shape="1x3x64x128", outputs=["labels"])
+    assert pkg.meta["source"]["kind"] == "checkpoint"
+    assert pkg.meta["source"]["sha256"] == sha256_file(h.checkpoint("hr18s"))
+    assert pkg.meta["model"]["variant"] == "hr18s"
+    assert set(pkg.files) == {"model.xml", "model.bin"}
     assert pkg.meta["outputs"] == ["labels"]
     with open_model(pkg.path) as engine:
         assert engine.infer(h.batch()).labels.shape == (1, 64, 128)

@@ -14,6 +14,7 @@ from ocrnet.compare import compare_models, format_table
 from ocrnet.errors import DataError, OcrnetError
 
 
+@h.needs("openvino", "bf16")
 def test_compare_packages(tmp_path: Path) -> None:
     images = h.calib_root() / "leftImg8bit"
     fp32, bf16 = h.package("onnxruntime", "fp32"), h.package("openvino", "bf16")

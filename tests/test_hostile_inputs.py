@@ -255,6 +255,25 @@ def test_full_disk_keeps_existing_json_and_png_intact(tmp_path: Path) -> None:
         subprocess.run(["umount", str(disk)], check=False)
 
 
+def test_build_into_a_full_disk_names_the_package(tmp_path: Path) -> None:
+    import _engine_helpers
+
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "1m"):
+        pytest.skip("mounting a small tmpfs needs root and mount permission")
+    try:
+        from ocrnet.build import build_package
+
+        for backend in ("onnxruntime", "openvino"):  # an OSError naming the source; a
+            out = disk / f"pkg-{backend}"             # RuntimeError naming nothing
+            with pytest.raises(OutputError, match=f"{out}: no space left.*{disk}") as err:
+                build_package(_engine_helpers.onnx_file(), out, backend=backend)
+            assert "\n" not in str(err.value)
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 # --- 1. packages: --overwrite deletes only what is provably ours ------------------------------
 def _package(out: Path, content: bytes = b"weights", **kw: object) -> Path:
     from ocrnet.package import PackageWriter
@@ -330,6 +349,43 @@ def test_leftovers_of_a_killed_build_are_cleaned_by_the_next(tmp_path: Path) -> 
     stale.mkdir()
     (stale / "model.bin").write_bytes(b"half")
     _package(tmp_path / "pkg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+_KILLED_MID_SWAP = """
+import os, signal, sys
+from ocrnet.package import PackageWriter, writer
+
+def die(src, dst):  # the old package is aside, the new one not yet renamed in
+    os.kill(os.getpid(), signal.SIGKILL)
+
+writer._rename_noreplace = die
+with PackageWriter(sys.argv[1], overwrite=True) as w:
+    (w.dir / "model.bin").write_bytes(b"new weights")
+    w.commit({"backend": "onnxruntime", "precision": "fp32"})
+"""
+
+
+def test_a_build_killed_mid_swap_is_undone_by_the_next(tmp_path: Path) -> None:
+    from ocrnet.package import read_package
+
+    out = _package(tmp_path / "pkg", b"old weights")
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_SWAP, str(out)],
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == -9, child.stderr
+    assert not out.exists()  # the crash window: nothing at --out ...
+    aside = [p for p in tmp_path.iterdir() if ".old-" in p.name]
+    assert len(aside) == 1  # ... but the old package set aside next to it
+    with pytest.raises(PackageError, match=r"killed while replacing it.*puts it back"):
+        read_package(out)
+    with pytest.raises(PackageError, match="already exists"):  # restored, then not replaced
+        _package(out, b"other")
+    assert (out / "model.bin").read_bytes() == b"old weights"
+    read_package(out)
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]
+    _package(out, b"newer", overwrite=True)
+    assert (out / "model.bin").read_bytes() == b"newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 
 

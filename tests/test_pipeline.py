@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import _engine_helpers as h
 from ocrnet.data.synthetic import write_dataset
 from ocrnet.errors import OcrnetError
 from ocrnet.model import build_model
@@ -33,6 +34,7 @@ def _config(inputs, out, **kw):
     return RunConfig(**base)
 
 
+@h.needs("openvino", "bf16")  # the run's second precision
 def test_run_writes_the_report_and_a_rerun_is_all_cached(inputs, tmp_path, monkeypatch):
     said: list[str] = []
     report = run(_config(inputs, tmp_path / "r"), say=said.append)

@@ -15,6 +15,7 @@ import _engine_helpers as h
 from ocrnet.errors import OcrnetError
 from ocrnet.model import model_from_checkpoint
 from ocrnet.model.winograd import WinogradConv3x3, eligible, with_winograd
+from ocrnet.package import Package
 
 
 @pytest.mark.parametrize(("height", "width"), [(16, 24), (13, 22), (1, 5)])
@@ -60,27 +61,36 @@ def test_ocrnet_rewrite_is_the_ocr_bottleneck_and_keeps_the_logits() -> None:
     assert bool((got.argmax(1) == want.argmax(1)).all())
 
 
-def test_exported_graph_runs_and_matches_pytorch(tmp_path: Path) -> None:
-    from ocrnet.export import export_onnx
+@pytest.fixture(scope="module")
+def winograd_fp32() -> Package:
+    """The one Winograd build of this file: fp32 from the checkpoint at a static shape, where
+    `build` chooses the rewrite itself (ONNX Runtime fp32 keeps the exported graph as is)."""
+    from ocrnet.build import build_package
 
-    result = export_onnx(h.checkpoint(), tmp_path / "w.onnx", shape=h.SHAPE, winograd=True,
-                         verify=True)
-    groups = [a.i for n in onnx.load(str(result.path)).graph.node if n.op_type == "Conv"
+    return build_package(h.checkpoint(), h.workdir() / "winograd-onnxruntime-fp32",
+                         backend="onnxruntime", shape=h.SHAPE)
+
+
+def test_exported_graph_runs_and_matches_pytorch(tmp_path: Path, winograd_fp32: Package) -> None:
+    from ocrnet.export import export_onnx, verify_onnx
+
+    path = winograd_fp32.path / "model.onnx"
+    groups = [a.i for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"
               for a in n.attribute if a.name == "group"]
     assert 36 in groups  # the 36 tile-position products
-    assert result.verify["checks"][0]["logits_rel_l2"] <= 1e-5
-    assert result.verify["label_agreement"] >= 0.9999
+    verify = verify_onnx(model_from_checkpoint(h.checkpoint()), path, h.SHAPE)
+    assert verify["checks"][0]["logits_rel_l2"] <= 1e-5
+    assert verify["label_agreement"] >= 0.9999
     with pytest.raises(OcrnetError, match="static height and width"):
         export_onnx(h.checkpoint(), tmp_path / "d.onnx", shape=h.SHAPE, winograd=True,
                     dynamic=True)
 
 
-def test_build_uses_it_for_float_precisions_only(tmp_path: Path) -> None:
+def test_build_uses_it_for_float_precisions_only(tmp_path: Path, winograd_fp32: Package) -> None:
     from ocrnet.build import build_package
     from ocrnet.engines import open_model
 
-    fp32 = build_package(h.checkpoint(), tmp_path / "fp32", backend="onnxruntime",
-                         shape=h.SHAPE)
+    fp32 = winograd_fp32
     assert fp32.meta["graph_rewrites"] == {"winograd_f4x4_3x3": ["decode_head.1.bottleneck.conv"]}
     off = build_package(h.checkpoint(), tmp_path / "off", backend="onnxruntime", shape=h.SHAPE,
                         winograd=False)

@@ -19,10 +19,13 @@ records the budget, the measured drop and the reverted operations.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 from ocrnet import defaults
 from ocrnet.engines import get_backend
 from ocrnet.engines.base import BuildRequest
-from ocrnet.errors import OcrnetError
+from ocrnet.errors import OcrnetError, OutputError
 from ocrnet.export import (
     DEFAULT_OPSET,
     DEFAULT_SHAPE,
@@ -38,6 +41,7 @@ from ocrnet.export import (
     export_onnx,
     parse_shape,
 )
+from ocrnet.fileio import output_error
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES, Package, PackageWriter, sha256_file
 from ocrnet.package import tool_versions as _tool_versions
 from ocrnet.precision import Precision
@@ -99,11 +103,38 @@ def build_package(
             precision=p, input_shape=src.example, dynamic=None in static,
             device=device, onnx_path=src.onnx_path, model=src.model, calibration=calibration,
             fix_batch=src.fix_batch, options=options, validation=validation)
-        output = cls.build(request, writer.dir)
+        with _writing_package(writer.out, writer.dir):
+            output = cls.build(request, writer.dir)
         package = writer.commit(_manifest(cls.backend, p, src.input_shape, src.model_meta,
                                           source_meta, output.runtime, output.calibration,
                                           *src.graph))
     return package
+
+
+# A backend write failing while the package's disk has less than this free is the disk being
+# full (OpenVINO reports it as "basic_ios::clear: iostream error", naming no file).
+_FULL_DISK_BYTES = 16 << 20
+
+
+@contextlib.contextmanager
+def _writing_package(out: Path, staging: Path) -> Iterator[None]:
+    """A full disk (or another write error) while the backend writes its files becomes one
+    `OutputError` naming the package being built, not the source file or a raw traceback."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        try:
+            free: int | None = shutil.disk_usage(staging).free
+        except OSError:
+            free = None
+        full = free is not None and free < _FULL_DISK_BYTES
+        if full and (isinstance(err, RuntimeError) or err.errno in (errno.ENOSPC, errno.EDQUOT)):
+            raise OutputError(f"cannot write the package {out}: no space left on the device "
+                              f"holding {out.parent}; free some space or build elsewhere") \
+                from None
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise output_error(out, err) from None
+        raise
 
 
 @dataclass

@@ -3,8 +3,10 @@
 A package is written into a hidden staging directory next to its destination and renamed into
 place only once every file is written and the manifest (written last) lists their sha256. A
 killed build therefore leaves at most a `.NAME.partial-*` directory without a manifest, which
-`read_package` refuses. Loading re-hashes every listed file, so a missing or edited file is an
-error rather than a silently different model.
+`read_package` refuses; one killed while replacing a package, between moving the old one aside
+and renaming the new one in, is undone by the next build (`restore_interrupted`). Loading
+re-hashes every listed file, so a missing or edited file is an error rather than a silently
+different model.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from ocrnet.package.reader import (
     replaceable_package,
     tool_versions,
 )
-from ocrnet.package.writer import PackageWriter
+from ocrnet.package.writer import PackageWriter, restore_interrupted
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "INPUT_NAME", "MANIFEST", "OUTPUT_NAMES", "InputSpec",
     "Manifest", "ModelInfo", "Package", "PackageWriter", "check_member_name", "is_package",
-    "read_package", "replaceable_package", "sha256_file", "tool_versions",
+    "read_package", "replaceable_package", "restore_interrupted", "sha256_file",
+    "tool_versions",
 ]

@@ -78,7 +78,11 @@ def read_package(path: str | os.PathLike[str], *, verify: bool = True) -> Packag
     that every listed file is a regular file inside the package with its recorded sha256."""
     path = Path(path)
     if not path.is_dir():
-        raise PackageError(f"engine package {path} does not exist or is not a directory")
+        aside = sorted(path.parent.glob(f".{path.name}.old-*")) if path.name else []
+        hint = (f" (a build into it was killed while replacing it: the previous package is "
+                f"at {aside[-1]}; the next `ocrnet build` into {path} puts it back)"
+                if aside and not os.path.lexists(path) else "")
+        raise PackageError(f"engine package {path} does not exist or is not a directory{hint}")
     if not os.path.lexists(path / MANIFEST):
         hint = (" (it is the staging directory of an interrupted build: delete it and build again)"
                 if _PARTIAL in path.name else "; build one with `ocrnet build`")

@@ -33,14 +33,17 @@ class PackageWriter:
     (same inode and manifest) that was checked at the start. The new package is renamed into
     place without replacing anything (`renameat2(RENAME_NOREPLACE)`), under a lock on the
     parent folder, so of two builds racing for one `out` one wins and the other fails naming it.
-    Leftovers of killed builds into the same `out` (staging and set-aside directories of dead
-    processes) are removed.
+    A build killed between moving the old package aside and renaming the new one in left
+    nothing at `out`: the next build first puts the old package back (`restore_interrupted`),
+    then, like any build, removes the other leftovers of killed builds into the same `out`
+    (staging directories, set-aside copies already replaced).
     """
 
     def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
         self.overwrite = overwrite
         self._replacing: tuple[int, int, str] | None = None
+        restore_interrupted(self.out)
         if os.path.lexists(self.out):
             if not overwrite:
                 raise PackageError(f"{self.out} already exists; pass --overwrite to replace it")
@@ -148,6 +151,32 @@ def _siblings(out: Path, kind: str) -> list[tuple[Path, int, str]]:
             if pid.isdigit():
                 found.append((Path(entry.path), int(pid), tag))
     return found
+
+
+def restore_interrupted(out: str | os.PathLike[str]) -> Path | None:
+    """Put back the package a killed build had moved aside: a build dies between moving the
+    old package out of `out` and renaming the new one in, and leaves nothing at `out` but the
+    set-aside copy next to it. Returns the restored copy's former path (None: nothing to do).
+
+    Only when `out` is missing and the set-aside copy's build is dead (same host, pid gone);
+    the newest such copy wins, under the same folder lock as a build's commit.
+    """
+    out = Path(out).absolute()
+    if os.path.lexists(out) or not out.parent.is_dir():
+        return None
+    with _locked(out.parent):
+        if os.path.lexists(out):
+            return None
+        stale = [path for path, pid, tag in _siblings(out, _OLD)
+                 if is_stale(pid, tag) and path.is_dir() and not path.is_symlink()]
+        if not stale:
+            return None
+        newest = max(stale, key=lambda path: os.lstat(path).st_ctime_ns)
+        try:
+            _rename_noreplace(newest, out)
+        except OSError as err:
+            raise output_error(out, err) from None
+        return newest
 
 
 def _clean_leftovers(out: Path) -> None:
