@@ -37,8 +37,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
+    """The predictions (not the run record, which names each run's own model handle)."""
+    from ocrnet.work.record import RECORD_NAME
+
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RECORD_NAME}
 
 
 def _cpu() -> str:

@@ -36,9 +36,15 @@ def model_identity(model: Engine | str | os.PathLike[str]) -> dict[str, str]:
     path = Path(model)
     from ocrnet.package import MANIFEST
 
-    target = path / MANIFEST if path.is_dir() else path
+    if path.is_dir() and not (path / MANIFEST).is_file():
+        from ocrnet.package import read_package
+
+        read_package(path)  # raises the reader's own error (a partial build, not a package)
+    if not path.exists():  # open_model's own words
+        raise OcrnetError(f"no model at {path}: expected a .pth checkpoint, an .onnx file or an "
+                          "engine package directory")
     try:
-        digest = sha256_file(target)
+        digest = sha256_file(path / MANIFEST if path.is_dir() else path)
     except OSError as err:
         raise OcrnetError(f"cannot read model {path}: {err.strerror or err}") from None
     return {"name": str(model), "sha256": digest}
