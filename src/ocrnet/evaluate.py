@@ -106,8 +106,7 @@ def _executor(ray: str | None, workers: int | None, threads: int | None, device:
 
     executor = RayExecutor(ray, workers=workers, threads=threads, device=device,
                            trust_checkpoint=trust_checkpoint, trust_package=trust_package)
-    if model is not None:
-        executor.check_model(model, "eval")
+    executor.check(model, "eval")
     return executor
 
 

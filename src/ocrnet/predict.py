@@ -150,7 +150,7 @@ def predict_run(
         executor: Any = RayExecutor(ray, workers=workers, threads=threads, device=device,
                                     trust_checkpoint=trust_checkpoint,
                                     trust_package=trust_package)
-        executor.check_model(model_or_engine, "predict")
+        executor.check(model_or_engine, "predict")
     else:
         executor = LocalExecutor(device, trust_checkpoint, trust_package, threads, workers)
     model = model_identity(model_or_engine)

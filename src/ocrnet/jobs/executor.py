@@ -19,7 +19,14 @@ from typing import Any
 from ocrnet import defaults
 from ocrnet.engines.base import Engine
 from ocrnet.errors import OcrnetError
-from ocrnet.jobs.cluster import connect, images_per_task, map_options, plan_actors, rows_dataset
+from ocrnet.jobs.cluster import (
+    check_address,
+    connect,
+    images_per_task,
+    map_options,
+    plan_actors,
+    rows_dataset,
+)
 from ocrnet.jobs.records import collect
 from ocrnet.jobs.shipping import release_model, ship_model
 from ocrnet.jobs.worker import KernelActor, run_tasks
@@ -40,6 +47,11 @@ class RayExecutor:
     device: str = defaults.DEVICE
     trust_checkpoint: bool = False
     trust_package: bool = False
+
+    def check(self, model: Model, verb: str) -> None:
+        """Before any work: Ray installed, someone at the address, a model that can travel."""
+        check_address(str(self.address).strip())
+        self.check_model(model, verb)
 
     @staticmethod
     def check_model(model: Model, verb: str) -> None:
