@@ -232,6 +232,22 @@ def test_overlay_reads_the_original_under_the_runs_pixel_limit(tmp_path: Path) -
                 progress=False)
 
 
+def test_a_model_of_other_classes_gets_no_cityscapes_ids(tmp_path: Path) -> None:
+    class FiveClasses(OracleEngine):
+        @property
+        def metadata(self) -> dict[str, Any]:
+            return {"backend": self.backend, "model": {"num_classes": 5}}
+
+    paint(tmp_path / "a.png", (8, 16))
+    with pytest.raises(OcrnetError, match=r"predicts 5 classes.*use --format trainids"):
+        predict(FiveClasses(), tmp_path / "a.png", tmp_path / "out", format="cityscapes",
+                scale=1.0, progress=False)
+    assert not list((tmp_path / "out").glob("*.png"))
+    run = predict_run(FiveClasses(), tmp_path / "a.png", tmp_path / "out", scale=1.0,
+                      progress=False)
+    assert run.num_classes == 5  # the CLI then prints no `next: ocrnet eval` hint
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
