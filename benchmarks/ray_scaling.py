@@ -37,8 +37,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
+    """The predictions (not the run record, which names each run's own model handle)."""
+    from ocrnet.work.record import RECORD_NAME
+
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RECORD_NAME}
 
 
 def _cpu() -> str:
@@ -74,10 +77,10 @@ def in_process(package: Path, images: Path, out: Path, threads: int | None,
 
 
 def on_ray(package: Path, images: Path, out: Path, workers: int) -> dict[str, Any]:
-    from ocrnet.jobs.predict import predict_on_ray
+    from ocrnet.predict import predict_run
 
-    result = predict_on_ray(package, images, out, address="local", workers=workers, threads=1,
-                            progress=False)
+    result = predict_run(package, images, out, ray="local", workers=workers, threads=1,
+                         progress=False)
     info = result.ray
     used = info["workers_used"]
     images = sum(w["images"] for w in used)

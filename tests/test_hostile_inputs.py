@@ -113,9 +113,10 @@ def test_header_size_agrees_with_opencv(ext: str) -> None:
 
 def test_one_image_suffix_set_and_limits() -> None:
     assert {".png", ".jpg", ".jpeg", ".bmp"} <= IMAGE_SUFFIXES
-    from ocrnet import compare, predict
+    from ocrnet import compare
+    from ocrnet.work import plan  # where predict finds its images
 
-    assert predict.IMAGE_SUFFIXES is IMAGE_SUFFIXES
+    assert plan.IMAGE_SUFFIXES is IMAGE_SUFFIXES
     assert compare._IMAGE_SUFFIXES is IMAGE_SUFFIXES
     assert DEFAULT_MAX_PIXELS == 100_000_000
     _, buf = cv2.imencode(".png", np.zeros((20, 20), np.uint8))

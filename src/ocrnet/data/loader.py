@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from ocrnet.data.cityscapes import IGNORE_INDEX, Sample, read_label
+from ocrnet.data.cityscapes import Sample, read_label
 from ocrnet.data.images import DEFAULT_MAX_PIXELS, read_image
 from ocrnet.data.transforms import DEFAULT_SCALE, Scale, preprocess
 from ocrnet.errors import BadFileError, DataError, check_int
@@ -139,16 +139,12 @@ class Loader:
         self.labels = labels
         self.max_pixels = max_pixels
         self.skipped: list[SkippedFile] = []
-        #: Labels whose every pixel is ignored (255): they score nothing, which a caller
-        #: should say rather than report a metric over fewer images than it seems.
-        self.empty_labels: list[str] = []
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __iter__(self) -> Iterator[Batch]:
         self.skipped = []
-        self.empty_labels = []
         results = bounded_map(
             lambda s: load_sample(s, scale=self.scale, labels=self.labels,
                                   max_pixels=self.max_pixels),
@@ -163,8 +159,6 @@ class Loader:
                     raise
                 self.skipped.append(SkippedFile(str(err.path), err.reason))
                 continue
-            if item.label is not None and not (item.label != IGNORE_INDEX).any():
-                self.empty_labels.append(str(item.sample.label))
             if group and item.image.shape != group[0].image.shape:
                 yield _collate(group)
                 group = []

@@ -54,10 +54,7 @@ def connect(address: str) -> Iterator[Any]:
     """
     ray = require_ray()
     address = str(address).strip()
-    if not address:
-        raise OcrnetError("--ray needs an ADDRESS: local, auto or HOST:PORT of a Ray cluster")
-    if address not in ("local", "auto"):
-        _probe(address)
+    check_address(address)
     if ray.is_initialized():
         _configure_data(ray)
         yield ray
@@ -79,7 +76,16 @@ def connect(address: str) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _probe(address: str) -> None:
+def check_address(address: str) -> None:
+    """Fail in seconds, before any other work: no Ray, no address, or nobody at HOST:PORT."""
+    require_ray()
+    if not address:
+        raise OcrnetError("--ray needs an ADDRESS: local, auto or HOST:PORT of a Ray cluster")
+    if address not in ("local", "auto"):
+        probe(address)
+
+
+def probe(address: str) -> None:
     """Fail in seconds, with one line, where nothing listens at HOST:PORT (Ray would retry)."""
     host_port = address.removeprefix("ray://")
     host, sep, port = host_port.rpartition(":")
