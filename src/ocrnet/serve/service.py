@@ -22,12 +22,15 @@ import numpy as np
 
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError
+from ocrnet.serve.body import over_budget
+from ocrnet.serve.budget import image_cost
 from ocrnet.serve.config import DYNAMIC_MAX_BATCH, ServeConfig
 from ocrnet.serve.errors import HttpError
 
 if TYPE_CHECKING:
     from ocrnet.engines.base import Engine
     from ocrnet.serve.batching import Batcher
+    from ocrnet.serve.budget import Reservation
     from ocrnet.serve.metrics import Metrics
 
 log = logging.getLogger("ocrnet.serve")
@@ -59,12 +62,18 @@ class Service:
     """One opened package: engine, batcher, worker threads and metrics of one app."""
 
     def __init__(self, package: Path, config: ServeConfig) -> None:
+        from ocrnet.fileio import sha256_file
         from ocrnet.package import read_package
+        from ocrnet.serve.budget import Budget
         from ocrnet.serve.metrics import Metrics
 
         self.package = package
         self.config = config
         self.manifest = read_package(package, verify=False).meta
+        # Hashed once: /v1/model answers from memory, and a replica compares it with the
+        # deploying process's (config.package_sha256) before it opens the engine.
+        self.manifest_sha256 = sha256_file(package / "ocrnet.json")
+        self.budget = Budget(config.inflight_bytes)
         self.static_batch, self.static_size = static_shape(self.manifest)
         self.max_batch = resolve_max_batch(config.max_batch, self.static_batch, package)
         self.metrics: Metrics = Metrics(self.max_batch)
@@ -91,6 +100,7 @@ class Service:
             from ocrnet.engines import open_model
             from ocrnet.serve.batching import Batcher
 
+            self._check_package()
             engine = open_model(self.package, device=self.config.device,
                                 threads=self.config.threads,
                                 trust_package=self.config.trust_package)
@@ -114,6 +124,20 @@ class Service:
         log.info("ocrnet serve: %s ready (batches of up to %d within %.0f ms; warm-up call "
                  "%.2f s)", self.package.name, self.max_batch, self.max_wait_s * 1000,
                  self._batch_s)
+
+    def _check_package(self) -> None:
+        """Refuse a package other than the one the deploying process read (Ray Serve replicas
+        open whatever is at the path on their node): the manifest's sha256, then every file's."""
+        want = self.config.package_sha256
+        if want is None:
+            return
+        from ocrnet.package import read_package
+
+        if self.manifest_sha256 != want:
+            raise ArgumentError(f"its manifest's sha256 is {self.manifest_sha256[:12]}..., not "
+                                f"{want[:12]}... as read where it was deployed; this node has "
+                                "another package at that path")
+        read_package(self.package, verify=True)  # every listed file against the manifest
 
     def _warm_up(self, engine: Engine) -> None:
         """One call at the serving shape, so the first request does not pay for compilation."""
@@ -139,20 +163,51 @@ class Service:
             self.engine.close()
 
     # --- admission ----------------------------------------------------------------------------
-    def admit(self) -> _Ticket:
+    def check_ready(self) -> None:
+        """503 (with Retry-After while loading) unless the engine is loaded and warmed up."""
+        if self.error:
+            raise HttpError(503, "the engine failed to load; the server log says why")
         if not self.ready.is_set():
-            detail = self.error or "the engine is still loading"
-            raise HttpError(503, detail, {"Retry-After": "1"} if not self.error else None)
+            raise HttpError(503, "the engine is still loading", {"Retry-After": "1"})
+
+    def admit(self, data: bytes, held: Reservation) -> _Ticket:
+        """A queue slot for a complete body, once its image's memory is reserved in `held`.
+
+        The image's cost is read from its header (nothing decoded yet); a header that is not
+        recognised or over --max-pixels is refused by the decode, which allocates nothing.
+        """
+        self.check_ready()
+        from ocrnet.data.images import header_size
+
+        size = header_size(data)
+        if size is not None and 0 < size[0] * size[1] <= self.config.max_pixels:
+            cost = image_cost(size[0], size[1], self._input_pixels(size))
+            if cost > self.budget.limit:
+                raise HttpError(413, f"a {size[1]}x{size[0]} (WxH) image needs about "
+                                f"{cost / (1 << 20):,.0f} MB to serve, more than the whole "
+                                f"--max-inflight-mb {self.budget.limit / (1 << 20):,.0f}")
+            if not held.grow(cost):
+                raise over_budget(self.budget, self._retry_after_s())
         with self._lock:
             if self._waiting >= self.config.max_queue:
-                # Roughly when the queue ahead will have drained, at the measured batch time.
-                wait = (self._waiting / self.max_batch + 1) * self._batch_s
                 raise HttpError(503, f"{self._waiting} requests are already waiting "
                                 f"(--max-queue {self.config.max_queue}); retry later",
-                                {"Retry-After": str(max(1, math.ceil(wait)))})
+                                {"Retry-After": str(max(1, math.ceil(self._retry_after_s())))})
             self._waiting += 1
             self.metrics.queue_depth.set(self._waiting)
         return _Ticket(self)
+
+    def _retry_after_s(self) -> float:
+        """Roughly when the queue ahead will have drained, at the measured batch time."""
+        return (self._waiting / self.max_batch + 1) * self._batch_s
+
+    def _input_pixels(self, size: tuple[int, int]) -> int:
+        if self.static_size is not None:
+            return self.static_size[0] * self.static_size[1]
+        from ocrnet.data.transforms import rescale_size
+
+        w, h = rescale_size(size[1], size[0], self.scale or defaults.SCALE)
+        return w * h
 
     # --- the work -----------------------------------------------------------------------------
     async def segment(self, data: bytes, keep_original: bool, deadline: float,
@@ -169,10 +224,12 @@ class Service:
             done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
             # Past the deadline: withdraw it unless its inference already started.
             if not done and item.future.cancel():
+                self.metrics.withdrawn.inc()
                 raise _timeout(self.config)
             return await future, prepared, item.batch_size
         except asyncio.CancelledError:  # the client left: drop the work if it has not started
-            item.future.cancel()
+            if item.future.cancel():
+                self.metrics.withdrawn.inc()
             raise
 
     def _prepare(self, data: bytes, keep_original: bool) -> _Prepared:
