@@ -52,6 +52,9 @@ class Metrics:
         rate.set_function(self._rate)
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, int]] = deque()
+        from ocrnet.serve.ray_metrics import ray_mirror
+
+        self._ray = ray_mirror(_LATENCY_BUCKETS, max_batch)  # None outside Ray Serve
 
     def batch(self, images: int, seconds: float) -> None:
         """Record one inference call (called from the inference thread)."""
@@ -60,10 +63,27 @@ class Metrics:
         self.images.inc(images)
         with self._lock:
             self._recent.append((time.monotonic(), images))
+        if self._ray is not None:
+            self._ray.batch_size.observe(images)
+            self._ray.images.inc(images)
 
     def answered(self, code: int, seconds: float) -> None:
         self.requests.labels(code=str(code)).inc()
         self.latency.observe(seconds)
+        if self._ray is not None:
+            self._ray.requests.inc(tags={"code": str(code)})
+            self._ray.latency.observe(seconds)
+
+    def withdraw(self) -> None:
+        """One queued image withdrawn before inference."""
+        self.withdrawn.inc()
+        if self._ray is not None:
+            self._ray.withdrawn.inc()
+
+    def queued(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+        if self._ray is not None:
+            self._ray.queue_depth.set(depth)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

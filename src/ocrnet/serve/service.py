@@ -55,7 +55,7 @@ class _Ticket:
             if self._held:
                 self._held = False
                 self._service._waiting -= 1
-                self._service.metrics.queue_depth.set(self._service._waiting)
+                self._service.metrics.queued(self._service._waiting)
 
 
 class Service:
@@ -194,7 +194,7 @@ class Service:
                                 f"(--max-queue {self.config.max_queue}); retry later",
                                 {"Retry-After": str(max(1, math.ceil(self._retry_after_s())))})
             self._waiting += 1
-            self.metrics.queue_depth.set(self._waiting)
+            self.metrics.queued(self._waiting)
         return _Ticket(self)
 
     def _retry_after_s(self) -> float:
@@ -224,12 +224,12 @@ class Service:
             done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
             # Past the deadline: withdraw it unless its inference already started.
             if not done and item.future.cancel():
-                self.metrics.withdrawn.inc()
+                self.metrics.withdraw()
                 raise _timeout(self.config)
             return await future, prepared, item.batch_size
         except asyncio.CancelledError:  # the client left: drop the work if it has not started
             if item.future.cancel():
-                self.metrics.withdrawn.inc()
+                self.metrics.withdraw()
             raise
 
     def _prepare(self, data: bytes, keep_original: bool) -> _Prepared:
