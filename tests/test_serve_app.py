@@ -122,6 +122,7 @@ def test_a_crash_answers_500_without_its_text(package_copy: Path) -> None:
 
 def test_model_info_is_served_from_memory(client: TestClient, package_copy: Path) -> None:
     first = client.get("/v1/model").json()
+    assert first["serving"]["replica"] is None  # not on Ray Serve
     manifest = package_copy / "ocrnet.json"
     saved = manifest.read_bytes()
     manifest.write_bytes(b"changed on disk after the start")

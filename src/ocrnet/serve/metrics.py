@@ -52,9 +52,10 @@ class Metrics:
         rate.set_function(self._rate)
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, int]] = deque()
-        from ocrnet.serve.ray_metrics import ray_mirror
+        from ocrnet.serve.ray_metrics import ray_mirror, replica_id
 
-        self._ray = ray_mirror(_LATENCY_BUCKETS, max_batch)  # None outside Ray Serve
+        self.replica = replica_id()  # None outside Ray Serve
+        self._ray = ray_mirror(_LATENCY_BUCKETS, max_batch) if self.replica else None
 
     def batch(self, images: int, seconds: float) -> None:
         """Record one inference call (called from the inference thread)."""

@@ -16,30 +16,35 @@ from typing import Any
 
 
 class RayMirror:
-    """The events `ocrnet.serve.metrics.Metrics` records, as Ray Serve metrics."""
+    """The events `ocrnet.serve.metrics.Metrics` records, as Ray Serve metrics (counters are
+    named without `_total`: Ray's Prometheus export appends it)."""
 
     def __init__(self, latency_buckets: tuple[float, ...], max_batch: int) -> None:
         from ray.serve import metrics as m
 
-        self.requests = m.Counter("ocrnet_requests_total", "answered requests by HTTP status",
+        self.requests = m.Counter("ocrnet_requests", "answered requests by HTTP status",
                                   tag_keys=("code",))
         self.latency = m.Histogram("ocrnet_request_latency_seconds", "request time",
                                    boundaries=list(latency_buckets))
         self.batch_size = m.Histogram("ocrnet_batch_size", "images per inference call",
                                       boundaries=[float(b) for b in range(1, max_batch + 1)])
-        self.images = m.Counter("ocrnet_images_total", "images inferred")
-        self.withdrawn = m.Counter("ocrnet_withdrawn_total", "images withdrawn before inference")
+        self.images = m.Counter("ocrnet_images", "images inferred")
+        self.withdrawn = m.Counter("ocrnet_withdrawn", "images withdrawn before inference")
         self.queue_depth = m.Gauge("ocrnet_queue_depth", "requests admitted, not yet inferring")
 
 
-def ray_mirror(latency_buckets: tuple[float, ...], max_batch: int) -> Any:
-    """A `RayMirror` inside a Ray Serve replica, else None (Ray is never imported for it)."""
+def replica_id() -> str | None:
+    """This Ray Serve replica's id, or None outside one (Ray is never imported for it)."""
     if "ray.serve" not in sys.modules:
         return None
-    from ray.serve import context
+    from ray import serve
 
     try:
-        context.get_replica_context()
-    except Exception:  # not inside a replica (RayServeException)
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # RayServeException: not inside a replica
         return None
-    return RayMirror(latency_buckets, max_batch)
+
+
+def ray_mirror(latency_buckets: tuple[float, ...], max_batch: int) -> Any:
+    """A `RayMirror` inside a Ray Serve replica, else None."""
+    return RayMirror(latency_buckets, max_batch) if replica_id() is not None else None

@@ -121,6 +121,8 @@ async def model_info(request: Request) -> dict[str, Any]:
             "read_timeout_s": service.config.read_timeout_s,
             "scale": list(service.scale) if isinstance(service.scale, tuple) else service.scale,
             "resize": service.config.resize,
+            # the Ray Serve replica that answered (its metrics carry this `replica` label)
+            "replica": service.metrics.replica,
         },
     }
 
