@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ocrnet import defaults
 from ocrnet.serve.body import image_bytes, over_budget, read_body, unless_client_leaves
-from ocrnet.serve.budget import Reservation
+from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.config import FORMATS
 from ocrnet.serve.errors import HttpError
 from ocrnet.serve.service import Service
@@ -56,7 +56,10 @@ async def segment(request: Request, format: str = "labels",
     try:
         return await _segment(request, service, rendering, opacity, held)
     finally:
+        big = held.held >= TRIM_AFTER_BYTES
         held.release()
+        if big:
+            service.trim_memory()
 
 
 async def _segment(request: Request, service: Service, rendering: str | None, opacity: float,

@@ -8,6 +8,7 @@ admission count behind `max_queue`, and the metrics. The app's lifespan makes on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -162,6 +163,13 @@ class Service:
         if self.engine is not None:
             self.engine.close()
 
+    def trim_memory(self) -> None:
+        """Hand freed memory back to the OS, on a worker thread (after a large request)."""
+        from ocrnet.serve.budget import trim
+
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
+            self._pool.submit(trim)
+
     # --- admission ----------------------------------------------------------------------------
     def check_ready(self) -> None:
         """503 (with Retry-After while loading) unless the engine is loaded and warmed up."""
@@ -226,11 +234,16 @@ class Service:
             if not done and item.future.cancel():
                 self.metrics.withdraw()
                 raise _timeout(self.config)
-            return await future, prepared, item.batch_size
+            out = await future
         except asyncio.CancelledError:  # the client left: drop the work if it has not started
             if item.future.cancel():
                 self.metrics.withdraw()
             raise
+        if out.ndim == 3:  # logits at the network's size: to labels at the image's, off-thread
+            from ocrnet.data.transforms import logits_to_labels
+
+            out = await loop.run_in_executor(self._pool, logits_to_labels, out, prepared.size)
+        return out, prepared, item.batch_size
 
     def _prepare(self, data: bytes, keep_original: bool) -> _Prepared:
         import cv2
@@ -251,7 +264,15 @@ class Service:
         return _Prepared(image, size, img if keep_original else None)
 
     def _infer(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """`Engine.labels_at`, except that a batch needing the exact (logits) resize returns
+        each image's logits: `segment` resizes them to labels on a worker thread, so a 60 MP
+        image's resize never holds up the inference thread (the same `logits_to_labels` call
+        `labels_at` makes, so the same bytes)."""
         assert self.engine is not None
+        if self.config.resize == "logits" and any(tuple(s) != batch.shape[-2:] for s in sizes):
+            result = self.engine.infer(batch, return_logits=True)
+            if result.logits is not None:
+                return list(result.logits)
         return self.engine.labels_at(batch, sizes, self.config.resize)
 
     def _on_batch(self, images: int, seconds: float) -> None:
