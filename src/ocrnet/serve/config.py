@@ -37,6 +37,9 @@ KEEP_ALIVE_S = 5
 GRACEFUL_SHUTDOWN_S = 60
 #: 64 MP: 32x a Cityscapes frame, checked from the header before anything is decoded.
 MAX_PIXELS = 64_000_000
+#: Images over this many pixels (2x a Cityscapes frame) are decoded, resized back and encoded on
+#: one thread of their own, one at a time, never on the workers that serve the others.
+LARGE_PIXELS = 4_194_304
 #: Batch size for a package with a dynamic batch axis and no --max-batch.
 DYNAMIC_MAX_BATCH = 8
 

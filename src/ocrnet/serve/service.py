@@ -25,7 +25,7 @@ from ocrnet import defaults
 from ocrnet.errors import ArgumentError
 from ocrnet.serve.body import over_budget
 from ocrnet.serve.budget import image_cost
-from ocrnet.serve.config import DYNAMIC_MAX_BATCH, ServeConfig
+from ocrnet.serve.config import DYNAMIC_MAX_BATCH, LARGE_PIXELS, ServeConfig
 from ocrnet.serve.errors import HttpError
 
 if TYPE_CHECKING:
@@ -89,6 +89,9 @@ class Service:
         self._batch_s = 1.0  # running estimate of one inference call, for Retry-After
         self._pool = ThreadPoolExecutor(config.workers or min(4, os.cpu_count() or 1),
                                         thread_name_prefix="ocrnet-serve")
+        # Images over LARGE_PIXELS take their own lane (one thread), so a few huge images
+        # queue behind each other instead of occupying every worker ahead of small ones.
+        self._large = ThreadPoolExecutor(1, thread_name_prefix="ocrnet-serve-large")
         self._loader = threading.Thread(target=self._load, name="ocrnet-load", daemon=True)
         self._closed = False
 
@@ -149,7 +152,14 @@ class Service:
 
             w, h = rescale_size(2048, 1024, self.scale or defaults.SCALE)
         n = self.static_batch or 1
-        engine.labels_at(np.zeros((n, 3, h, w), np.float32), [(h, w)] * n, self.config.resize)
+        # The first image at another size resizes logits (torch, ~150 MB of libraries loaded
+        # once): done here, so the memory at start is the steady state, not a leak later.
+        sizes = [(h + 1, w + 1)] + [(h, w)] * (n - 1)
+        for labels in self._infer(np.zeros((n, 3, h, w), np.float32), sizes):
+            if labels.ndim == 3:
+                from ocrnet.data.transforms import logits_to_labels
+
+                logits_to_labels(labels, (h + 1, w + 1))
 
     def close(self) -> None:
         """Finish queued inference, then release the engine and the threads (idempotent)."""
@@ -160,6 +170,7 @@ class Service:
         if self.batcher is not None:
             self.batcher.close()
         self._pool.shutdown(wait=True)
+        self._large.shutdown(wait=True)
         if self.engine is not None:
             self.engine.close()
 
@@ -222,7 +233,11 @@ class Service:
                       ticket: _Ticket) -> tuple[np.ndarray, _Prepared, int]:
         """Decode and preprocess off the loop, wait for the batcher, return the prediction."""
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._pool, self._prepare, data, keep_original)
+        from ocrnet.data.images import header_size
+
+        size = header_size(data)
+        lane = self._lane(size[0] * size[1] if size else 0)
+        prepared = await loop.run_in_executor(lane, self._prepare, data, keep_original)
         if time.monotonic() >= deadline:
             raise _timeout(self.config)
         assert self.batcher is not None  # admit() only passes once it is running
@@ -242,8 +257,11 @@ class Service:
         if out.ndim == 3:  # logits at the network's size: to labels at the image's, off-thread
             from ocrnet.data.transforms import logits_to_labels
 
-            out = await loop.run_in_executor(self._pool, logits_to_labels, out, prepared.size)
+            out = await loop.run_in_executor(lane, logits_to_labels, out, prepared.size)
         return out, prepared, item.batch_size
+
+    def _lane(self, pixels: int) -> ThreadPoolExecutor:
+        return self._large if pixels > LARGE_PIXELS else self._pool
 
     def _prepare(self, data: bytes, keep_original: bool) -> _Prepared:
         import cv2
@@ -289,7 +307,7 @@ class Service:
                 return prediction_summary(pred, classes) if classes else prediction_summary(pred)
             return encode_prediction(pred, rendering, image_bgr=original, opacity=opacity)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        return await asyncio.get_running_loop().run_in_executor(self._lane(pred.size), work)
 
 
 def static_shape(meta: dict[str, Any]) -> tuple[int | None, tuple[int, int] | None]:
