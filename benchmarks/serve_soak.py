@@ -57,7 +57,9 @@ def main() -> int:
     p.add_argument("--honest", type=int, default=4, help="honest clients at once")
     p.add_argument("--slow", type=int, default=256, help="slow clients connected at once")
     p.add_argument("--bombs", type=int, default=2, help="clients sending 60 MP PNGs")
-    p.add_argument("--hostile-interval", type=float, default=0.5)
+    p.add_argument("--hostile-interval", type=float, default=0.5,
+                   help="seconds between oversized, undecodable and disconnecting requests "
+                        "(0: none)")
     p.add_argument("--markdown", help="also write the report here")
     args = p.parse_args()
 
@@ -232,10 +234,11 @@ async def _soak(server: Server, images: list[bytes], bomb: bytes,
              for k in range(args.honest)]
     tasks += [_slow_client(tally, port, stop_at) for _ in range(args.slow)]
     tasks += [_post_loop(tally, "bomb_60mp", url, [bomb], stop_at) for _ in range(args.bombs)]
-    tasks += [_post_loop(tally, "undecodable", url, [os.urandom(100_000)], stop_at,
-                         pause_s=every),
-              _oversized(tally, port, stop_at, every),
-              _disconnecting(tally, port, images[0], stop_at, every)]
+    if every > 0:  # --hostile-interval 0: none of these (e.g. slow clients alone)
+        tasks += [_post_loop(tally, "undecodable", url, [os.urandom(100_000)], stop_at,
+                             pause_s=every),
+                  _oversized(tally, port, stop_at, every),
+                  _disconnecting(tally, port, images[0], stop_at, every)]
     await asyncio.gather(*tasks)
     summary = _honest_summary(tally, time.monotonic() - t0)
     summary["codes"] = {kind: dict(sorted(c.items())) for kind, c in sorted(tally.codes.items())}
