@@ -177,7 +177,9 @@ async def _slow_client(tally: Tally, port: int, stop_at: float) -> None:
             answer = await asyncio.wait_for(reader.read(), max(0.1, stop_at - time.monotonic()))
             tally.add("slow", int(answer.split(b" ", 2)[1]) if answer[:5] == b"HTTP/" else -1)
             writer.close()
-        except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+        except asyncio.TimeoutError:  # still stalled when the soak ended: not an answer
+            return
+        except (OSError, ValueError, IndexError):
             tally.add("slow", -1)
             await asyncio.sleep(0.1)
 
