@@ -144,7 +144,7 @@ class Server:
 def servers() -> Iterator[tuple[Server, Server]]:
     """Two servers, started together: `server` and `tight` below."""
     main = Server(demo_package(), "--max-wait-ms", "50", "--max-body-mb", "1",
-                  "--max-pixels", "4000000", "--workers", "2")
+                  "--max-pixels", "4000000", "--workers", "2", "--read-timeout-s", "4")
     # Batches never fill (2 s window, 2 places in the queue), so waits end by the timeout.
     tight = Server(demo_package(), "--max-wait-ms", "2000", "--max-queue", "2",
                    "--timeout-s", "1", "--workers", "1", "--threads", "1")
@@ -275,7 +275,14 @@ def test_bad_input_gets_a_json_error_and_the_server_keeps_serving(server: Server
     assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def wait_past_the_window(since: float) -> None:
+    """Sleep until tight's batcher (a 2 s window) would have run anything queued at `since`."""
+    time.sleep(max(0.0, since + 2.0 + 1.5 - time.monotonic()))
+
+
 def test_full_queue_503_with_retry_after_and_waiting_too_long_504(tight: Server) -> None:
+    withdrawn = tight.metric("ocrnet_withdrawn_total")
+    sent = time.monotonic()
     answers = post_all(tight.url, [("labels", body("a.png"))] * 3)
     codes = sorted(r.status_code for r in answers)
     assert codes == [503, 504, 504], [(r.status_code, r.text) for r in answers]
@@ -285,11 +292,15 @@ def test_full_queue_503_with_retry_after_and_waiting_too_long_504(tight: Server)
     for r in answers:
         assert_json_error(r, r.status_code)
     assert tight.metric("ocrnet_queue_depth") == 0
+    assert tight.metric("ocrnet_withdrawn_total") - withdrawn == 2  # both 504s withdrawn
+    wait_past_the_window(sent)
     assert tight.metric("ocrnet_images_total") == 0  # timed-out work never reached the engine
 
 
 def test_a_client_that_leaves_has_its_work_dropped(tight: Server) -> None:
     data = body("a.png")
+    withdrawn = tight.metric("ocrnet_withdrawn_total")
+    sent = time.monotonic()
     with socket.create_connection(("127.0.0.1", tight.port)) as sock:
         sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(data) + data)
@@ -299,7 +310,57 @@ def test_a_client_that_leaves_has_its_work_dropped(tight: Server) -> None:
         assert time.monotonic() < deadline, tight.output()
         time.sleep(0.05)
     assert tight.metric("ocrnet_queue_depth") == 0
+    assert tight.metric("ocrnet_withdrawn_total") - withdrawn == 1
+    wait_past_the_window(sent)
     assert tight.metric("ocrnet_images_total") == 0
+
+
+SLOW_HEAD = (b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+             b"Content-Length: 100000\r\n\r\n\x89PNG")
+
+
+def test_slow_clients_hold_no_place_and_get_408(server: Server) -> None:
+    """120 clients send headers and 4 of 100,000 body bytes, then stall (more than --max-queue
+    64: when a request took its place before its body arrived, everyone else got 503). The
+    honest client is served while they are connected; each gets 408 and is disconnected."""
+    slow: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(120):
+            slow.append(socket.create_connection(("127.0.0.1", server.port), timeout=20))
+            slow[-1].sendall(SLOW_HEAD)
+        ok = httpx.post(f"{server.url}/v1/segment", content=body("a.png"), timeout=60)
+        assert ok.status_code == 200 and ok.content == expected()["a.png", "labels"]
+        assert time.monotonic() - started < 4.0, "served only after the slow ones timed out"
+        for sock in slow:  # --read-timeout-s 4, then the server closes the connection
+            answer = b"".join(iter(lambda s=sock: s.recv(65536), b""))
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert b'"error":"request_timeout"' in answer
+    finally:
+        for sock in slow:
+            sock.close()
+    assert server.metric("ocrnet_requests_total", '{code="408"}') >= 120
+
+
+def _rss_kb(pid: int, field: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M)[1])
+
+
+def test_a_compressible_4mp_png_stays_in_a_bounded_working_set(server: Server) -> None:
+    """A 2828x1414 all-zero PNG (12 KB, just under the server's --max-pixels 4 MP): resizing all
+    19 logit channels at that size took 19 x 4 B x 4 MP = 304 MB more (plus an int64 argmax);
+    the bounded path takes about 10 B per pixel. The peak is the kernel's high-water mark,
+    reset first (/proc/PID/clear_refs)."""
+    png = cv2.imencode(".png", np.zeros((1414, 2828, 3), np.uint8))[1].tobytes()
+    pid = server.proc.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := the current RSS
+    before = _rss_kb(pid, "VmRSS")
+    answer = httpx.post(f"{server.url}/v1/segment?format=json", content=png, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["height"], answer.json()["width"]) == (1414, 2828)
+    grew_mb = (_rss_kb(pid, "VmHWM") - before) / 1024
+    assert grew_mb < 150, f"one 4 MP image raised the server's peak RSS by {grew_mb:.0f} MB"
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(server: Server) -> None:

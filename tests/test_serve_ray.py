@@ -50,6 +50,8 @@ def test_ray_serve_answers_like_predict_and_batches(ray_url: str) -> None:
     assert bad.status_code == 415 and set(bad.json()) == {"error", "detail"}
     info = httpx.get(f"{ray_url}/v1/model", timeout=30).json()
     assert info["backend"] == "openvino" and info["serving"]["max_batch"] == 4
+    assert info["serving"]["replica"]  # metrics mirrored into ray.serve.metrics by replica
+
 
 
 def test_ray_serve_answers_the_v2_protocol(ray_url: str) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocrnet.data.transforms import (
     DEFAULT_SCALE,
@@ -120,3 +122,44 @@ def test_labels_path_is_torch_nearest() -> None:
         expected = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=size,
                                  mode="nearest")[0, 0].to(torch.uint8).numpy()
         np.testing.assert_array_equal(resize_labels(labels, size), expected)
+
+
+def _reference_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The unbounded path logits_to_labels replaced: every channel at full size, then argmax."""
+    return resize_logits(logits, size).argmax(axis=-3).astype(np.uint8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(channels=st.integers(1, 7), h=st.integers(1, 12), w=st.integers(1, 12),
+       out_h=st.integers(1, 40), out_w=st.integers(1, 40), levels=st.sampled_from([2, 3, 0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_bounded_logits_to_labels_is_byte_identical(channels: int, h: int, w: int, out_h: int,
+                                                    out_w: int, levels: int, seed: int) -> None:
+    """Up- and downscales, odd ratios, and ties: `levels` > 0 draws logits from that many
+    values, so equal channels (first one wins, as np.argmax) are common."""
+    rng = np.random.default_rng(seed)
+    if levels:
+        logits = rng.integers(0, levels, (channels, h, w)).astype(np.float32)
+    else:
+        logits = rng.standard_normal((channels, h, w)).astype(np.float32)
+    labels = logits_to_labels(logits, (out_h, out_w))
+    assert labels.dtype == np.uint8 and labels.shape == (out_h, out_w)
+    np.testing.assert_array_equal(labels, _reference_labels(logits, (out_h, out_w)))
+
+
+def test_bounded_logits_to_labels_special_values_and_large_sizes() -> None:
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((19, 32, 64)).astype(np.float32)
+    for size in [(511, 1023), (64, 128), (33, 65), (7, 9)]:
+        np.testing.assert_array_equal(logits_to_labels(logits, size),
+                                      _reference_labels(logits, size))
+    special = rng.standard_normal((5, 6, 8)).astype(np.float32)
+    special[1, 2, 3], special[3, 0, 0], special[2, 5, 7] = np.nan, np.inf, -np.inf
+    special[4, 1, 1] = np.inf  # inf and -inf meeting in one output make NaN
+    special[4, 1, 2] = -np.inf
+    for size in [(12, 16), (13, 31), (3, 4)]:
+        np.testing.assert_array_equal(logits_to_labels(special, size),
+                                      _reference_labels(special, size))
+    batch = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(logits_to_labels(batch, (11, 13)),
+                                  _reference_labels(batch, (11, 13)))

@@ -45,6 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=c.MAX_PIXELS,
                    help="largest image (width x height, read from the header before decoding), "
                         f"else 413 (default: {c.MAX_PIXELS:,})")
+    p.add_argument("--read-timeout-s", type=positive_float,
+                   help="longest a request body may take to arrive, then 408 and the connection "
+                        f"is closed (default: {c.READ_TIMEOUT_BASE_S:g} s + "
+                        f"{c.READ_TIMEOUT_S_PER_MB:g} s per MB of its Content-Length, else of "
+                        "--max-body-mb)")
+    p.add_argument("--max-inflight-mb", type=positive_float,
+                   help="memory budget of admitted requests (bodies, decoded images, the "
+                        "labels' working set, answers; counted before allocating), else 503 "
+                        "with Retry-After (default: half the machine's or container's memory)")
+    p.add_argument("--max-connections", type=positive_int, default=c.MAX_CONNECTIONS,
+                   help="open connections served at once, else 503 (default: "
+                        f"{c.MAX_CONNECTIONS})")
     p.add_argument("--threads", type=positive_int,
                    help="the engine's inference threads (default: the engine's; with --ray: "
                         "the replica's CPUs)")
@@ -80,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         timeout_s=args.timeout_s, max_body_mb=args.max_body_mb, max_pixels=args.max_pixels,
         threads=args.threads, workers=args.workers, device=args.device, scale=args.scale,
-        resize=args.resize, trust_package=args.trust_package, model_name=args.model_name)
+        resize=args.resize, trust_package=args.trust_package,
+        read_timeout_s=args.read_timeout_s, max_inflight_mb=args.max_inflight_mb,
+        max_connections=args.max_connections, model_name=args.model_name)
     if args.ray:
         from ocrnet.serve.ray_serve import serve_on_ray
 

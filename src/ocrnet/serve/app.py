@@ -25,6 +25,7 @@ from fastapi import FastAPI
 
 from ocrnet.serve.config import ServeConfig
 from ocrnet.serve.errors import add_error_handlers
+from ocrnet.serve.metrics import CountAnswers
 from ocrnet.serve.page import add_page
 from ocrnet.serve.routes import add_routes
 from ocrnet.serve.service import Service, resolve_max_batch, static_shape
@@ -66,6 +67,8 @@ def create_app(package: str | os.PathLike[str], config: ServeConfig | None = Non
                   description="OCRNet semantic segmentation (Cityscapes classes)")
     add_error_handlers(app)
     add_routes(app)
+    app.add_middleware(CountAnswers)
+
     add_v2_routes(app)
     add_page(app)
     return app

@@ -1,39 +1,74 @@
-"""Reading a request's image: the body within `max_body_mb`, multipart, client disconnects."""
+"""Reading a request's image: the body within its size, time and memory limits, multipart,
+client disconnects."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import Request
 
+from ocrnet.serve.budget import Budget, Reservation
+from ocrnet.serve.config import ServeConfig
 from ocrnet.serve.errors import HttpError
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    too_big = HttpError(413, f"the request body is over the limit of {limit:,} bytes "
-                        "(--max-body-mb)")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_big
-    from starlette.requests import ClientDisconnect
+async def read_body(request: Request, config: ServeConfig, held: Reservation) -> bytes:
+    """The whole body, before the request takes a queue slot or anything is decoded.
 
-    chunks, total = [], 0
+    413 as soon as it is known to exceed `--max-body-mb`; 503 when the memory budget cannot
+    hold the bytes received so far (`held` reserves them as they arrive); 408 and the connection
+    closed when it has not all arrived within `config.read_deadline_s` (a slow or stalled client
+    frees its connection instead of holding a place).
+    """
+    limit = config.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    length = int(declared) if declared.isdigit() else None
+    if length is not None and length > limit:
+        raise _too_big(limit)
+    seconds = config.read_deadline_s(length)
     try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise too_big
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise HttpError(499, "the client closed the connection while sending") from None
-    if not total:
+        async with asyncio.timeout(seconds):
+            body = await _receive(request, limit, held)
+    except TimeoutError:
+        raise HttpError(408, f"the request body did not arrive within {seconds:.3g} s "
+                        "(--read-timeout-s); the connection is closed",
+                        {"Connection": "close"}) from None
+    if not body:
         raise HttpError(400, "the request body is empty; send one encoded image (PNG, JPEG or "
                         "BMP) as the body or as a multipart file field")
-    return b"".join(chunks)
+    return body
+
+
+async def _receive(request: Request, limit: int, held: Reservation) -> bytes:
+    from starlette.requests import ClientDisconnect
+
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise _too_big(limit)
+            if not held.grow(len(chunk)):
+                raise over_budget(held.budget)
+            body += chunk
+    except ClientDisconnect:
+        raise HttpError(499, "the client closed the connection while sending") from None
+    return bytes(body)
+
+
+def _too_big(limit: int) -> HttpError:
+    return HttpError(413, f"the request body is over the limit of {limit:,} bytes "
+                     "(--max-body-mb)")
+
+
+def over_budget(budget: Budget, retry_after_s: float = 1.0) -> HttpError:
+    """503: admitted requests already hold the memory budget (--max-inflight-mb)."""
+    return HttpError(503, f"the server's memory budget for requests in flight "
+                     f"({budget.limit / (1 << 20):,.0f} MB, --max-inflight-mb) is taken; retry "
+                     "later", {"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 async def image_bytes(request: Request, body: bytes) -> bytes:

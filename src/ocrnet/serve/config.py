@@ -25,8 +25,22 @@ MAX_QUEUE = 64
 #: Longest a request may wait before its inference starts; beyond it 504.
 TIMEOUT_S = 30.0
 MAX_BODY_MB = 32.0
+#: Default deadline for a request's body: this base plus this much per MB of its declared length
+#: (Content-Length, else --max-body-mb); past it 408 and the connection is closed. 5 s + 2 s/MB
+#: accepts uploads at 0.5 MB/s and more, and frees a slow client's connection within seconds.
+READ_TIMEOUT_BASE_S = 5.0
+READ_TIMEOUT_S_PER_MB = 2.0
+#: Open connections uvicorn serves at once; beyond them it answers 503 at once.
+MAX_CONNECTIONS = 1024
+#: uvicorn: an idle keep-alive connection is closed after this; a shutdown waits this long for
+#: in-flight requests before cancelling them.
+KEEP_ALIVE_S = 5
+GRACEFUL_SHUTDOWN_S = 60
 #: 64 MP: 32x a Cityscapes frame, checked from the header before anything is decoded.
 MAX_PIXELS = 64_000_000
+#: Images over this many pixels (2x a Cityscapes frame) are decoded, resized back and encoded on
+#: one thread of their own, one at a time, never on the workers that serve the others.
+LARGE_PIXELS = 4_194_304
 #: Batch size for a package with a dynamic batch axis and no --max-batch.
 DYNAMIC_MAX_BATCH = 8
 
@@ -60,6 +74,13 @@ class ServeConfig:
     scale: tuple[int, int] | float | None = None
     resize: str = "logits"
     trust_package: bool = False
+    read_timeout_s: float | None = None
+    max_inflight_mb: float | None = None
+    max_connections: int = MAX_CONNECTIONS
+    #: sha256 of the package's manifest as the deploying process read it; a replica serving a
+    #: package whose manifest (or any file it lists) differs refuses to become ready.
+    package_sha256: str | None = None
+
     model_name: str | None = None
 
     def __post_init__(self) -> None:
@@ -67,12 +88,14 @@ class ServeConfig:
             check_int(self.max_batch, "max_batch")
         check_int(self.max_queue, "max_queue")
         check_int(self.max_pixels, "max_pixels")
+        check_int(self.max_connections, "max_connections")
         for name in ("threads", "workers"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name)
-        for name, minimum in (("max_wait_ms", 0.0), ("timeout_s", 1e-3), ("max_body_mb", 1e-6)):
+        for name, minimum in (("max_wait_ms", 0.0), ("timeout_s", 1e-3), ("max_body_mb", 1e-6),
+                              ("read_timeout_s", 1e-3), ("max_inflight_mb", 1e-6)):
             value = getattr(self, name)
-            if value is None and name == "max_wait_ms":
+            if value is None and name in ("max_wait_ms", "read_timeout_s", "max_inflight_mb"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value) or value < minimum:
@@ -93,6 +116,21 @@ class ServeConfig:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * (1 << 20))
+
+    def read_deadline_s(self, declared_bytes: int | None) -> float:
+        """Seconds a body of `declared_bytes` (None: unknown) may take to arrive."""
+        if self.read_timeout_s is not None:
+            return self.read_timeout_s
+        size = self.max_body_bytes if declared_bytes is None else declared_bytes
+        return READ_TIMEOUT_BASE_S + READ_TIMEOUT_S_PER_MB * size / (1 << 20)
+
+    @property
+    def inflight_bytes(self) -> int:
+        """The memory budget of admitted requests (default: half the machine's memory)."""
+        from ocrnet.serve.budget import default_budget_mb
+
+        mb = self.max_inflight_mb if self.max_inflight_mb is not None else default_budget_mb()
+        return int(mb * (1 << 20))
 
     def replace(self, **changes: object) -> ServeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -6,14 +6,19 @@ Every error, ours or FastAPI's/Starlette's (404, 405, query validation), answers
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+log = logging.getLogger("ocrnet.serve")
+
 #: HTTP status -> the `error` field of its JSON body.
 ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable",
+          408: "request_timeout", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "unprocessable",
           499: "client_closed_request", 500: "internal_error", 503: "unavailable",
           504: "timeout"}
 
@@ -33,6 +38,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HttpError, _error_response)
     app.add_exception_handler(HTTPException, _starlette_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 def _json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -48,6 +54,14 @@ async def _error_response(request: Request, err: Exception) -> Response:
 async def _starlette_error(request: Request, err: Exception) -> Response:
     status = getattr(err, "status_code", 500)
     return _json_error(status, str(getattr(err, "detail", err)), getattr(err, "headers", None))
+
+
+async def _internal_error(request: Request, err: Exception) -> Response:
+    """A bug: logged with its traceback here, answered without a word of it (no exception text
+    reaches a client)."""
+    log.error("ocrnet serve: %s %s failed", request.method, request.url.path,
+              exc_info=(type(err), err, err.__traceback__))
+    return _json_error(500, "internal error; the server log has the details")
 
 
 async def _validation_error(request: Request, err: Exception) -> Response:

@@ -3,13 +3,20 @@
 `serve.ingress` wraps the very app `create_app` returns, so routes, limits, errors and the
 batcher are one code path in both modes. Each replica runs the app's lifespan, which opens its
 own engine with inference threads sized to the CPUs the replica reserves; Ray Serve's proxy
-spreads requests over the replicas (each has its own batcher and `/metrics`).
+spreads requests over the replicas (each has its own batcher and `/metrics`; the metrics of
+every replica, labelled by replica, are in Ray's metrics export: `ocrnet.serve.ray_metrics`).
+
+Each replica serves only the package the deploying process read: the driver verifies it and
+passes its manifest's sha256; a replica whose node has other bytes at that path (manifest or any
+file it lists) never becomes ready. `serve_on_ray` deletes the deployment however it ends
+(a timeout, a signal, an error), so no replica is left holding the cluster's CPUs.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -58,6 +65,12 @@ def deploy(package: str | os.PathLike[str], config: ServeConfig | None = None, *
     if not ray.is_initialized():
         raise OcrnetError("not connected to Ray: call ray.init(...) first")
     config = config or ServeConfig()
+    if config.package_sha256 is None:  # what every replica must find at the path
+        from ocrnet.fileio import sha256_file
+        from ocrnet.package import read_package
+
+        package = read_package(package).path  # every file against the manifest, here
+        config = config.replace(package_sha256=sha256_file(package / "ocrnet.json"))
     if cpus_per_replica is None:
         cpus_per_replica = max(1.0, float(ray.cluster_resources().get("CPU", 1)) // replicas)
     whole = max(1, int(cpus_per_replica))
@@ -97,33 +110,53 @@ def wait_ready(url: str, timeout: float = 300.0) -> None:
                       f"{last}")
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop(signum)
+
+
 def serve_on_ray(package: str | os.PathLike[str], config: ServeConfig | None = None, *,
                  address: str = "auto", replicas: int = 1, cpus_per_replica: float | None = None,
                  host: str = HOST, port: int = PORT) -> int:
     """The CLI's --ray mode: connect (or start a local Ray for `address="local"`), deploy,
-    serve until SIGTERM/SIGINT, then delete the app gracefully (replicas finish in-flight
-    requests) and return 0."""
+    wait until ready, serve until SIGTERM/SIGINT, and delete the app (replicas finish their
+    in-flight requests) in every case: a signal during the wait, a timeout or an error too.
+    Returns 0 after a signal."""
     ray = _ray()
-    from ray import serve
-
-    ray.init(address=None if address == "local" else address, log_to_driver=False)
+    # Signals raise from here on, so an early Ctrl-C still reaches the cleanup below.
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        url = deploy(package, config, replicas=replicas, cpus_per_replica=cpus_per_replica,
-                     host=host, port=port)
-        wait_ready(url.replace("0.0.0.0", "127.0.0.1"))
-        print(f"serving {package} on {url} with {replicas} Ray Serve replica(s); Ctrl-C or "
-              "SIGTERM drains and stops", flush=True)
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        ray.init(address=None if address == "local" else address, log_to_driver=False)
         try:
-            stop.wait()
+            url = deploy(package, config, replicas=replicas, cpus_per_replica=cpus_per_replica,
+                         host=host, port=port)
+            wait_ready(url.replace("0.0.0.0", "127.0.0.1"))
+            print(f"serving {package} on {url} with {replicas} Ray Serve replica(s); Ctrl-C or "
+                  "SIGTERM drains and stops", flush=True)
+            threading.Event().wait()  # until a signal raises _Stop
+        except _Stop:
+            pass
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        serve.delete(APP_NAME)  # waits for the replicas to drain
-        if address == "local":
-            serve.shutdown()
+            for sig in previous:  # a second signal must not cut the drain short
+                signal.signal(sig, signal.SIG_IGN)
+            _delete(address == "local")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         ray.shutdown()
     return 0
+
+
+def _delete(shutdown: bool) -> None:
+    """Delete the app (waits for the replicas to drain), also when it never deployed."""
+    from ray import serve
+
+    try:
+        serve.delete(APP_NAME)
+        if shutdown:
+            serve.shutdown()
+    except Exception as err:  # cleanup must not hide why we got here
+        print(f"ocrnet serve: deleting the Ray Serve app failed: {err}", file=sys.stderr)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import logging
 import time
 from typing import Any
 
@@ -12,18 +9,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ocrnet import defaults
-from ocrnet.serve.body import image_bytes, read_body, unless_client_leaves
+from ocrnet.serve.body import image_bytes, over_budget, read_body, unless_client_leaves
+from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.config import FORMATS
 from ocrnet.serve.errors import HttpError
 from ocrnet.serve.service import Service
 
-log = logging.getLogger("ocrnet.serve")
+#: The body /v1/segment reads itself (the handler streams it): declared for clients and fuzzers.
+_IMAGE_BODY = {
+    **{kind: {"schema": {"type": "string", "format": "binary"}}
+       for kind in ("image/png", "image/jpeg", "image/bmp", "application/octet-stream")},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}}}},
+}
 
 
 def add_routes(app: FastAPI) -> None:
     """Register the endpoints on `app`."""
     app.add_api_route("/v1/segment", segment, methods=["POST"],
-                      summary="Segment one encoded image (PNG, JPEG, BMP; raw body or multipart)")
+                      summary="Segment one encoded image (PNG, JPEG, BMP; raw body or multipart)",
+                      openapi_extra={"requestBody": {"required": True, "content": _IMAGE_BODY}})
     app.add_api_route("/v1/model", model_info, methods=["GET"], summary="The package manifest")
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
     app.add_api_route("/readyz", readyz, methods=["GET"], summary="Engine loaded, warmed up")
@@ -38,43 +43,39 @@ async def segment(request: Request, format: str = "labels",
                   opacity: float = defaults.OPACITY) -> Response:
     """POST /v1/segment?format=labels|labelids|color|overlay|json[&opacity=0.5]."""
     service = _service(request)
-    start = time.monotonic()
-    code = 500
-    service.metrics.in_flight.inc()
-    try:
-        response = await _segment(request, service, format, opacity, start)
-        code = response.status_code
-        return response
-    except HttpError as err:
-        code = err.status
-        raise
-    except asyncio.CancelledError:
-        code = 499
-        raise
-    except Exception as err:
-        log.exception("ocrnet serve: POST /v1/segment failed")
-        raise HttpError(500, f"{type(err).__name__}: {err}") from None
-    finally:
-        service.metrics.in_flight.dec()
-        service.metrics.answered(code, time.monotonic() - start)
-
-
-async def _segment(request: Request, service: Service, fmt: str, opacity: float,
-                   start: float) -> Response:
-    from ocrnet.errors import BadFileError, ImageTooLargeError, OcrnetError
+    from ocrnet.errors import OcrnetError
     from ocrnet.work.formats import check_choice, check_opacity
 
     try:  # the one option check predict runs too
-        check_choice(fmt, list(FORMATS), "format")
+        check_choice(format, list(FORMATS), "format")
         check_opacity(opacity)
     except OcrnetError as err:
         raise HttpError(422, str(err)) from None
-    rendering = FORMATS[fmt]
-    ticket = service.admit()
+    rendering = FORMATS[format]
+    service.check_ready()
+    held = service.budget.reservation()
     try:
-        body = await read_body(request, service.config.max_body_bytes)
-        data = await image_bytes(request, body)
-        deadline = start + service.config.timeout_s
+        return await _segment(request, service, rendering, opacity, held)
+    finally:
+        big = held.held >= TRIM_AFTER_BYTES
+        held.release()
+        if big:
+            service.trim_memory()
+
+
+async def _segment(request: Request, service: Service, rendering: str | None, opacity: float,
+                   held: Reservation) -> Response:
+    """Body (no queue slot held while it arrives), admission, inference, encoding."""
+    from ocrnet.errors import BadFileError, ImageTooLargeError
+
+    body = await read_body(request, service.config, held)
+    data = await image_bytes(request, body)
+    if data is not body and not held.grow(len(data)):  # multipart: the file is a copy
+        raise over_budget(service.budget)
+    del body
+    ticket = service.admit(data, held)
+    try:
+        deadline = time.monotonic() + service.config.timeout_s
         try:
             pred, prepared, batch = await unless_client_leaves(
                 request, service.segment(data, rendering == "overlay", deadline, ticket))
@@ -84,6 +85,7 @@ async def _segment(request: Request, service: Service, fmt: str, opacity: float,
             raise HttpError(415, err.reason) from None
     finally:
         ticket.release()
+    del data
     content = await service.encode(pred, rendering, prepared.original, opacity)
     headers = {"X-Ocrnet-Batch-Size": str(batch)}
     if isinstance(content, dict):
@@ -95,7 +97,6 @@ async def model_info(request: Request) -> dict[str, Any]:
     """GET /v1/model: what is served (the manifest's facts) and how."""
     service = _service(request)
     meta = service.manifest
-    manifest = service.package / "ocrnet.json"
     return {
         "name": service.package.name,
         "backend": meta.get("backend"),
@@ -107,7 +108,7 @@ async def model_info(request: Request) -> dict[str, Any]:
         "palette": meta.get("palette", []),
         "source": meta.get("source", {}),
         "files": meta.get("files", {}),
-        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "manifest_sha256": service.manifest_sha256,  # hashed once, at start
         "serving": {
             "ready": service.ready.is_set(),
             "formats": list(FORMATS),
@@ -119,8 +120,13 @@ async def model_info(request: Request) -> dict[str, Any]:
             "timeout_s": service.config.timeout_s,
             "max_body_mb": service.config.max_body_mb,
             "max_pixels": service.config.max_pixels,
+            "max_inflight_mb": service.budget.limit / (1 << 20),
+            "max_connections": service.config.max_connections,
+            "read_timeout_s": service.config.read_timeout_s,
             "scale": list(service.scale) if isinstance(service.scale, tuple) else service.scale,
             "resize": service.config.resize,
+            # the Ray Serve replica that answered (its metrics carry this `replica` label)
+            "replica": service.metrics.replica,
         },
     }
 
@@ -128,16 +134,15 @@ async def model_info(request: Request) -> dict[str, Any]:
 async def healthz(request: Request) -> dict[str, str]:
     """GET /healthz: 200 while the process serves; 500 if the engine failed to load."""
     service = _service(request)
-    if service.error:
-        raise HttpError(500, service.error)
+    if service.error:  # the reason is in the server log, not in an answer
+        raise HttpError(500, "the engine failed to load; the server log says why")
     return {"status": "alive"}
 
 
 async def readyz(request: Request) -> dict[str, str]:
     """GET /readyz: 200 once the engine is loaded and warmed up, else 503."""
     service = _service(request)
-    if not service.ready.is_set():
-        raise HttpError(503, service.error or "the engine is still loading")
+    service.check_ready()
     return {"status": "ready"}
 
 

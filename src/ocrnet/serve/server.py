@@ -11,7 +11,7 @@ import os
 import signal
 from typing import Any
 
-from ocrnet.serve.config import HOST, PORT, ServeConfig
+from ocrnet.serve.config import GRACEFUL_SHUTDOWN_S, HOST, KEEP_ALIVE_S, PORT, ServeConfig
 
 log = logging.getLogger("ocrnet.serve")
 
@@ -24,7 +24,8 @@ def serve_forever(package: str | os.PathLike[str], config: ServeConfig | None = 
 
     from ocrnet.serve.app import create_app
 
-    app = create_app(package, config)
+    cfg = config or ServeConfig()
+    app = create_app(package, cfg)
     _configure_logging(log_level)
     print(f"serving {package} on http://{host}:{port} (POST /v1/segment, GET /v1/model, "
           "/readyz, /metrics); Ctrl-C or SIGTERM drains and stops", flush=True)
@@ -32,7 +33,12 @@ def serve_forever(package: str | os.PathLike[str], config: ServeConfig | None = 
         app, host=host, port=port, access_log=access_log, log_level=log_level,
         # One process, one event loop: the engine's own threads use the cores. httptools and
         # uvloop are used when installed (uvicorn[standard]), else the pure-Python fallbacks.
-        workers=1, timeout_keep_alive=5, lifespan="on"))
+        # Keep-alive and graceful shutdown are bounded; beyond --max-connections open
+        # connections uvicorn answers 503 itself (a slow client's body is bounded by the
+        # app's --read-timeout-s, so a connection cannot be held forever by one).
+        workers=1, timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=int(max(GRACEFUL_SHUTDOWN_S, cfg.timeout_s + 30)),
+        limit_concurrency=cfg.max_connections, lifespan="on"))
     received: list[int] = []
     # uvicorn catches SIGTERM/SIGINT to shut down gracefully, then re-raises the signal to the
     # handler it found. Ours notes it, so a drained shutdown returns 0 instead of dying by it.

@@ -8,6 +8,7 @@ admission count behind `max_queue`, and the metrics. The app's lifespan makes on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -22,12 +23,15 @@ import numpy as np
 
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError
-from ocrnet.serve.config import DYNAMIC_MAX_BATCH, ServeConfig
+from ocrnet.serve.body import over_budget
+from ocrnet.serve.budget import image_cost
+from ocrnet.serve.config import DYNAMIC_MAX_BATCH, LARGE_PIXELS, ServeConfig
 from ocrnet.serve.errors import HttpError
 
 if TYPE_CHECKING:
     from ocrnet.engines.base import Engine
     from ocrnet.serve.batching import Batcher
+    from ocrnet.serve.budget import Reservation
     from ocrnet.serve.metrics import Metrics
 
 log = logging.getLogger("ocrnet.serve")
@@ -52,19 +56,25 @@ class _Ticket:
             if self._held:
                 self._held = False
                 self._service._waiting -= 1
-                self._service.metrics.queue_depth.set(self._service._waiting)
+                self._service.metrics.queued(self._service._waiting)
 
 
 class Service:
     """One opened package: engine, batcher, worker threads and metrics of one app."""
 
     def __init__(self, package: Path, config: ServeConfig) -> None:
+        from ocrnet.fileio import sha256_file
         from ocrnet.package import read_package
+        from ocrnet.serve.budget import Budget
         from ocrnet.serve.metrics import Metrics
 
         self.package = package
         self.config = config
         self.manifest = read_package(package, verify=False).meta
+        # Hashed once: /v1/model answers from memory, and a replica compares it with the
+        # deploying process's (config.package_sha256) before it opens the engine.
+        self.manifest_sha256 = sha256_file(package / "ocrnet.json")
+        self.budget = Budget(config.inflight_bytes)
         self.static_batch, self.static_size = static_shape(self.manifest)
         self.max_batch = resolve_max_batch(config.max_batch, self.static_batch, package)
         self.metrics: Metrics = Metrics(self.max_batch)
@@ -79,6 +89,9 @@ class Service:
         self._batch_s = 1.0  # running estimate of one inference call, for Retry-After
         self._pool = ThreadPoolExecutor(config.workers or min(4, os.cpu_count() or 1),
                                         thread_name_prefix="ocrnet-serve")
+        # Images over LARGE_PIXELS take their own lane (one thread), so a few huge images
+        # queue behind each other instead of occupying every worker ahead of small ones.
+        self._large = ThreadPoolExecutor(1, thread_name_prefix="ocrnet-serve-large")
         self._loader = threading.Thread(target=self._load, name="ocrnet-load", daemon=True)
         self._closed = False
 
@@ -91,6 +104,7 @@ class Service:
             from ocrnet.engines import open_model
             from ocrnet.serve.batching import Batcher
 
+            self._check_package()
             engine = open_model(self.package, device=self.config.device,
                                 threads=self.config.threads,
                                 trust_package=self.config.trust_package)
@@ -115,6 +129,20 @@ class Service:
                  "%.2f s)", self.package.name, self.max_batch, self.max_wait_s * 1000,
                  self._batch_s)
 
+    def _check_package(self) -> None:
+        """Refuse a package other than the one the deploying process read (Ray Serve replicas
+        open whatever is at the path on their node): the manifest's sha256, then every file's."""
+        want = self.config.package_sha256
+        if want is None:
+            return
+        from ocrnet.package import read_package
+
+        if self.manifest_sha256 != want:
+            raise ArgumentError(f"its manifest's sha256 is {self.manifest_sha256[:12]}..., not "
+                                f"{want[:12]}... as read where it was deployed; this node has "
+                                "another package at that path")
+        read_package(self.package, verify=True)  # every listed file against the manifest
+
     def _warm_up(self, engine: Engine) -> None:
         """One call at the serving shape, so the first request does not pay for compilation."""
         if self.static_size is not None:
@@ -124,7 +152,14 @@ class Service:
 
             w, h = rescale_size(2048, 1024, self.scale or defaults.SCALE)
         n = self.static_batch or 1
-        engine.labels_at(np.zeros((n, 3, h, w), np.float32), [(h, w)] * n, self.config.resize)
+        # The first image at another size resizes logits (torch, ~150 MB of libraries loaded
+        # once): done here, so the memory at start is the steady state, not a leak later.
+        sizes = [(h + 1, w + 1)] + [(h, w)] * (n - 1)
+        for labels in self._infer(np.zeros((n, 3, h, w), np.float32), sizes):
+            if labels.ndim == 3:
+                from ocrnet.data.transforms import logits_to_labels
+
+                logits_to_labels(labels, (h + 1, w + 1))
 
     def close(self) -> None:
         """Finish queued inference, then release the engine and the threads (idempotent)."""
@@ -135,24 +170,67 @@ class Service:
         if self.batcher is not None:
             self.batcher.close()
         self._pool.shutdown(wait=True)
+        self._large.shutdown(wait=True)
         if self.engine is not None:
             self.engine.close()
 
+    def trim_memory(self) -> None:
+        """Hand freed memory back to the OS, on a worker thread (after a large request)."""
+        from ocrnet.serve.budget import trim
+
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
+            self._pool.submit(trim)
+
     # --- admission ----------------------------------------------------------------------------
-    def admit(self) -> _Ticket:
+    def check_ready(self) -> None:
+        """503 (with Retry-After while loading) unless the engine is loaded and warmed up."""
+        if self.error:
+            raise HttpError(503, "the engine failed to load; the server log says why")
         if not self.ready.is_set():
-            detail = self.error or "the engine is still loading"
-            raise HttpError(503, detail, {"Retry-After": "1"} if not self.error else None)
+            raise HttpError(503, "the engine is still loading", {"Retry-After": "1"})
+
+    def admit(self, data: bytes | np.ndarray | list[bytes | np.ndarray],
+              held: Reservation) -> _Ticket:
+        """One queue slot for a complete body, once its images' memory is reserved in `held`.
+
+        `data`: one encoded image or decoded BGR pixels, or a list of them (a v2 request). An
+        encoded image's cost is read from its header (nothing decoded yet); a header that is
+        not recognised or over --max-pixels is refused by the decode, which allocates nothing.
+        """
+        self.check_ready()
+        for image in data if isinstance(data, list) else [data]:
+            self._reserve(image_size(image), held)
         with self._lock:
             if self._waiting >= self.config.max_queue:
-                # Roughly when the queue ahead will have drained, at the measured batch time.
-                wait = (self._waiting / self.max_batch + 1) * self._batch_s
                 raise HttpError(503, f"{self._waiting} requests are already waiting "
                                 f"(--max-queue {self.config.max_queue}); retry later",
-                                {"Retry-After": str(max(1, math.ceil(wait)))})
+                                {"Retry-After": str(max(1, math.ceil(self._retry_after_s())))})
             self._waiting += 1
-            self.metrics.queue_depth.set(self._waiting)
+            self.metrics.queued(self._waiting)
         return _Ticket(self)
+
+    def _reserve(self, size: tuple[int, int] | None, held: Reservation) -> None:
+        if size is None or not 0 < size[0] * size[1] <= self.config.max_pixels:
+            return
+        cost = image_cost(size[0], size[1], self._input_pixels(size))
+        if cost > self.budget.limit:
+            raise HttpError(413, f"a {size[1]}x{size[0]} (WxH) image needs about "
+                            f"{cost / (1 << 20):,.0f} MB to serve, more than the whole "
+                            f"--max-inflight-mb {self.budget.limit / (1 << 20):,.0f}")
+        if not held.grow(cost):
+            raise over_budget(self.budget, self._retry_after_s())
+
+    def _retry_after_s(self) -> float:
+        """Roughly when the queue ahead will have drained, at the measured batch time."""
+        return (self._waiting / self.max_batch + 1) * self._batch_s
+
+    def _input_pixels(self, size: tuple[int, int]) -> int:
+        if self.static_size is not None:
+            return self.static_size[0] * self.static_size[1]
+        from ocrnet.data.transforms import rescale_size
+
+        w, h = rescale_size(size[1], size[0], self.scale or defaults.SCALE)
+        return w * h
 
     # --- the work -----------------------------------------------------------------------------
     async def segment(self, data: bytes | np.ndarray, keep_original: bool, deadline: float,
@@ -161,7 +239,9 @@ class Service:
 
         `data`: an encoded image, or decoded BGR (H, W, 3) uint8 pixels (the v2 protocol's)."""
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._pool, self._prepare, data, keep_original)
+        size = image_size(data)
+        lane = self._lane(size[0] * size[1] if size else 0)
+        prepared = await loop.run_in_executor(lane, self._prepare, data, keep_original)
         if time.monotonic() >= deadline:
             raise _timeout(self.config)
         assert self.batcher is not None  # admit() only passes once it is running
@@ -171,11 +251,21 @@ class Service:
             done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
             # Past the deadline: withdraw it unless its inference already started.
             if not done and item.future.cancel():
+                self.metrics.withdraw()
                 raise _timeout(self.config)
-            return await future, prepared, item.batch_size
+            out = await future
         except asyncio.CancelledError:  # the client left: drop the work if it has not started
-            item.future.cancel()
+            if item.future.cancel():
+                self.metrics.withdraw()
             raise
+        if out.ndim == 3:  # logits at the network's size: to labels at the image's, off-thread
+            from ocrnet.data.transforms import logits_to_labels
+
+            out = await loop.run_in_executor(lane, logits_to_labels, out, prepared.size)
+        return out, prepared, item.batch_size
+
+    def _lane(self, pixels: int) -> ThreadPoolExecutor:
+        return self._large if pixels > LARGE_PIXELS else self._pool
 
     def _prepare(self, data: bytes | np.ndarray, keep_original: bool) -> _Prepared:
         import cv2
@@ -197,9 +287,17 @@ class Service:
         return _Prepared(image, size, img if keep_original else None)
 
     def _infer(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """The work layer's `batch_labels`, except that a batch needing the exact (logits)
+        resize returns each image's logits: `segment` resizes them to labels on a worker thread,
+        so a 60 MP image's resize never holds up the inference thread (the same
+        `logits_to_labels` call `batch_labels` makes, so the same bytes)."""
+        assert self.engine is not None
+        if self.config.resize == "logits" and any(tuple(s) != batch.shape[-2:] for s in sizes):
+            result = self.engine.infer(batch, return_logits=True)
+            if result.logits is not None:
+                return list(result.logits)
         from ocrnet.work.kernels import batch_labels
 
-        assert self.engine is not None
         return batch_labels(self.engine, batch, sizes, self.config.resize)
 
     def _on_batch(self, images: int, seconds: float) -> None:
@@ -216,7 +314,7 @@ class Service:
                 return prediction_summary(pred, classes) if classes else prediction_summary(pred)
             return encode_prediction(pred, rendering, image_bgr=original, opacity=opacity)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        return await asyncio.get_running_loop().run_in_executor(self._lane(pred.size), work)
 
 
 def static_shape(meta: dict[str, Any]) -> tuple[int | None, tuple[int, int] | None]:
@@ -245,3 +343,12 @@ def _timeout(config: ServeConfig) -> HttpError:
 
 def _scale_text(scale: object) -> str:
     return "x".join(map(str, scale)) if isinstance(scale, tuple) else str(scale)
+
+
+def image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(height, width) of decoded pixels, or from an encoded image's header (None if unknown)."""
+    if isinstance(data, np.ndarray):
+        return int(data.shape[0]), int(data.shape[1])
+    from ocrnet.data.images import header_size
+
+    return header_size(data)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,11 +29,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ocrnet.serve.body import read_body, unless_client_leaves
+from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.errors import HttpError
 from ocrnet.serve.service import Service
 from ocrnet.serve.v2_tensors import InferRequest, Tensor, encode_response, parse_request
 
-log = logging.getLogger("ocrnet.serve")
 VERSION = "1"
 INPUT = "image"
 #: Output name -> its datatype; the outputs sent when the request names none.
@@ -99,16 +98,17 @@ async def server_metadata(request: Request) -> Response:
 async def live(request: Request) -> Response:
     service = _service(request)
     if service.error:
-        return JSONResponse({"live": False, "error": service.error}, status_code=500)
+        # the reason is in the server log, not in an answer
+        return JSONResponse({"live": False, "error": "the engine failed to load; the server log "
+                             "says why"}, status_code=500)
     return JSONResponse({"live": True})
 
 
 async def ready(request: Request) -> Response:
     service = _service(request)
     if not service.ready.is_set():
-        return JSONResponse({"ready": False,
-                             "error": service.error or "the engine is still loading"},
-                            status_code=503)
+        why = "the engine failed to load" if service.error else "the engine is still loading"
+        return JSONResponse({"ready": False, "error": why}, status_code=503)
     return JSONResponse({"ready": True})
 
 
@@ -136,47 +136,37 @@ async def model_ready(request: Request, model_name: str,
                       model_version: str | None = None) -> Response:
     service = _service(request)
     _check_model(service, model_name, model_version)
-    if not service.ready.is_set():
-        raise HttpError(503, service.error or "the engine is still loading")
+    service.check_ready()
     return JSONResponse({"name": model_name, "ready": True})
 
 
 async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
-    """POST .../infer: counted in /metrics with /v1's requests."""
+    """POST .../infer: counted in /metrics with /v1's requests (the app's middleware)."""
     service = _service(request)
     _check_model(service, model_name, model_version)
-    start = time.monotonic()
-    code = 500
-    service.metrics.in_flight.inc()
+    service.check_ready()
+    held = service.budget.reservation()
     try:
-        response = await _infer(request, service, model_name, start)
-        code = response.status_code
-        return response
-    except HttpError as err:
-        code = err.status
-        raise
-    except asyncio.CancelledError:
-        code = 499
-        raise
-    except Exception as err:
-        log.exception("ocrnet serve: POST /v2 infer failed")
-        raise HttpError(500, f"{type(err).__name__}: {err}") from None
+        return await _infer(request, service, model_name, held)
     finally:
-        service.metrics.in_flight.dec()
-        service.metrics.answered(code, time.monotonic() - start)
+        big = held.held >= TRIM_AFTER_BYTES
+        held.release()
+        if big:
+            service.trim_memory()
 
 
-async def _infer(request: Request, service: Service, name: str, start: float) -> Response:
+async def _infer(request: Request, service: Service, name: str, held: Reservation) -> Response:
+    """Body (no queue slot held while it arrives), admission of every image, inference."""
     from ocrnet.errors import BadFileError, ImageTooLargeError
 
-    ticket = service.admit()
+    body = await read_body(request, service.config, held)
+    parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER))
+    del body
+    wanted = _outputs(parsed)
+    images = _images(parsed, service)
+    ticket = service.admit(list(images), held)
     try:
-        body = await read_body(request, service.config.max_body_bytes)
-        parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER))
-        del body
-        wanted = _outputs(parsed)
-        images = _images(parsed, service)
-        deadline = start + service.config.timeout_s
+        deadline = time.monotonic() + service.config.timeout_s
         work = asyncio.gather(*(service.segment(image, False, deadline, ticket)
                                 for image in images))
         try:
