@@ -94,6 +94,7 @@ def layer_map(onnx_path: str | Path) -> dict[str, Any]:
     batch = (shapes.get(g.input[0].name) or [1])[0] or 1
     outputs = {o.name for o in g.output}
     final = _final_nodes(g, outputs)
+    via = _fused_into(g)
     nodes: dict[str, Any] = {}
     for node in g.node:
         meta = {p.key: p.value for p in node.metadata_props}
@@ -114,8 +115,35 @@ def layer_map(onnx_path: str | Path) -> dict[str, Any]:
             "flops": _flops(node.op_type, ins, out) // batch if known else None,
             "act_elems": sum(math.prod(s) for s in act) // batch if known else None,
             "weight_elems": sum(math.prod(weights[i]) for i in node.input if i in weights),
+            # ONNX Runtime renames the nodes it rewrites after their output (`relu_3_nchwc`).
+            "out": node.output[0] if node.output else "",
+            "via": via.get(node.name, ""),
         }
     return {"format": LAYER_MAP_FORMAT, "nodes": nodes}
+
+
+_ELEMENTWISE = ("Relu", "Add", "Clip", "Sigmoid", "Mul")
+
+
+def _fused_into(graph: Any) -> dict[str, str]:
+    """Elementwise node -> the convolution or product it follows (through at most two
+    elementwise steps): runtimes fuse such tails into it and name the result after the tail."""
+    producer = {o: n for n in graph.node for o in n.output}
+    out: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type not in _ELEMENTWISE:
+            continue
+        src = node
+        for _ in range(3):
+            src = producer.get(src.input[0]) if src.input else None
+            if src is None or src.op_type in ("Conv", "MatMul"):
+                break
+            if src.op_type not in _ELEMENTWISE:
+                src = None
+                break
+        if src is not None and src.op_type in ("Conv", "MatMul"):
+            out[node.name] = src.name
+    return out
 
 
 def _final_nodes(graph: Any, outputs: set[str]) -> set[str]:
@@ -146,9 +174,12 @@ def write_layer_map(onnx_path: str | Path, out_dir: str | Path) -> Path | None:
 
 
 def read_layer_map(package_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The package's node map ({} for packages built before layer maps, or foreign graphs)."""
+    """The package's node map, each node also under its output tensor's name ({} for packages
+    built before layer maps, or foreign graphs)."""
     path = Path(package_dir) / LAYER_MAP
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
-    return data.get("nodes", {}) if data.get("format") == LAYER_MAP_FORMAT else {}
+    nodes = data.get("nodes", {}) if data.get("format") == LAYER_MAP_FORMAT else {}
+    aliases = {n["out"]: n for n in nodes.values() if n.get("out") and n["out"] not in nodes}
+    return {**aliases, **nodes}

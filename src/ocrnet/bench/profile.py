@@ -16,6 +16,7 @@ caches and the plugin's blocked layouts change the truth in both directions.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,9 @@ from ocrnet.errors import OcrnetError
 from ocrnet.layer_map import BLOCKS, read_layer_map
 
 _CONVERTS = {"Reorder", "Convert", "FakeQuantize", "QuantizeLinear", "DequantizeLinear",
-             "DynamicQuantizeLinear"}
+             "DynamicQuantizeLinear", "ReorderInput", "ReorderOutput"}
+#: What ONNX Runtime appends to the names of the nodes its optimizers rewrite.
+_SUFFIX = re.compile(r"(_nchwc|_token_\d+|_quant|/.*)$")
 _INT8_OPS = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QLinearAdd"}
 _BYTES = {"int8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
 _RUNTIME_PRECISION = {"I8": "int8", "U8": "int8", "BF16": "bf16", "FP16": "fp16"}
@@ -65,13 +68,20 @@ def _precision_of(row: dict[str, Any], package_precision: str) -> str:
 
 def _lookup(row: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The layer-map entries of the graph nodes an executed node stands for."""
-    found = []
+    found: dict[str, dict[str, Any]] = {}
+    computes = any(k in str(row.get("type", "")) for k in ("Conv", "MatMul", "Gemm"))
     for name in row.get("originals") or [row["name"]]:
-        for key in (name, name.split("/")[0]):
+        for key in (name, _SUFFIX.sub("", name)):
             if key in nodes:
-                found.append(nodes[key])
+                entry = nodes[key]
+                found[entry.get("out") or key] = entry
+                # A convolution with a fused tail, named after the tail's output (ORT), stands
+                # for the convolution too.
+                head = nodes.get(entry.get("via") or "") if computes else None
+                if head is not None:
+                    found[head.get("out") or entry["via"]] = head
                 break
-    return found
+    return list(found.values())
 
 
 def _layer(row: dict[str, Any], nodes: dict[str, dict[str, Any]], precision: str,

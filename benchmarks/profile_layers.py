@@ -1,8 +1,8 @@
 """Where the time goes: the engines table (ratios to eager fp32) and a per-block profile with a
 roofline, for the same packages, in one run.
 
-    python benchmarks/profile.py --shape 256x512 --rows openvino:fp32 --iterations 2
-    python benchmarks/profile.py --shape 1024x2048 --rows openvino:fp32 openvino:int8 \
+    python benchmarks/profile_layers.py --shape 256x512 --rows openvino:fp32 --iterations 2
+    python benchmarks/profile_layers.py --shape 1024x2048 --rows openvino:fp32 openvino:int8 \
         onnxruntime:fp32 --iterations 4 --out runs/profile          # the quiet-machine run
 
 1. Packages are built once into --work from the checkpoint (default: the shipped demo model;
