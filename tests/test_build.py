@@ -30,7 +30,7 @@ def test_cli_build_from_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert len(meta["classes"]) == 19 and len(meta["palette"]) == 19
     assert meta["preprocess"]["mean"] == [123.675, 116.28, 103.53]
     assert {"ocrnet", "onnxruntime", "torch"} <= set(meta["tools"])
-    assert set(meta["files"]) == {"model.onnx"}
+    assert set(meta["files"]) == {"model.onnx", "layers.json"}  # layers: the profile map
 
 
 def test_build_from_checkpoint_exports_first(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_build_from_checkpoint_exports_first(tmp_path: Path) -> None:
     assert pkg.meta["source"]["kind"] == "checkpoint"
     assert pkg.meta["source"]["sha256"] == sha256_file(h.checkpoint("hr18s"))
     assert pkg.meta["model"]["variant"] == "hr18s"
-    assert set(pkg.files) == {"model.xml", "model.bin"}
+    assert set(pkg.files) == {"model.xml", "model.bin", "layers.json"}
 
 
 def test_labels_only_package(tmp_path: Path) -> None:

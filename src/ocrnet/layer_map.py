@@ -87,7 +87,13 @@ def layer_map(onnx_path: str | Path) -> dict[str, Any]:
     counts per image."""
     import onnx
 
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path), load_external_data=False))
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    first = proto.graph.input[0].type.tensor_type.shape.dim
+    if first and not first[0].HasField("dim_value"):
+        # A symbolic batch (int8 calibrated at batch 1, fixed later): count one image.
+        first[0].dim_value = 1
+        del proto.graph.value_info[:]
+    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     g = proto.graph
     shapes = {v.name: _dims(v) for v in [*g.input, *g.value_info, *g.output]}
     weights = {t.name: list(t.dims) for t in g.initializer}
@@ -165,7 +171,10 @@ def _final_nodes(graph: Any, outputs: set[str]) -> set[str]:
 def write_layer_map(onnx_path: str | Path, out_dir: str | Path) -> Path | None:
     """Write `layers.json` for the graph at `onnx_path` into `out_dir` (a package being staged);
     None (and nothing written) for a graph without the exporter's scopes (e.g. a foreign ONNX)."""
-    data = layer_map(onnx_path)
+    try:
+        data = layer_map(onnx_path)
+    except ImportError:  # no onnx package (an .onnx source built without the onnx extra)
+        return None
     if not any(n["block"] != "other" for n in data["nodes"].values()):
         return None
     path = Path(out_dir) / LAYER_MAP
