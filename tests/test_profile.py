@@ -90,3 +90,23 @@ def test_probes_and_compute_types() -> None:
     assert compute_types("int8-bf16") == ["int8", "bf16"]
     assert compute_types("fp32") == ["fp32"]
     assert CEILINGS.of("bf16") == 100.0  # a precision not probed falls back to fp32's
+
+
+def test_cli_profile_refuses_a_checkpoint(tmp_path: object, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    from ocrnet.cli import main
+
+    assert main(["bench", str(h.checkpoint()), "--profile", str(tmp_path)]) == 1
+    assert "needs engine packages" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the real probes: a few seconds of convolutions and a bandwidth sweep
+def test_cli_profile_writes_the_report(tmp_path: object) -> None:
+    from ocrnet.cli import main
+
+    out = tmp_path / "p"  # type: ignore[operator]
+    assert main(["bench", str(h.package("openvino", "fp32")), "--profile", str(out),
+                 "--shape", "64x128", "--iterations", "1"]) == 0
+    data = json.loads((out / "profile.json").read_text())
+    assert data["ceilings"]["gflops"]["fp32"] > 0 and data["ceilings"]["bandwidth_gbs"] > 0
+    assert data["models"][0]["blocks"]
