@@ -126,8 +126,11 @@ def measure_ceilings(precisions: list[str], threads: int | None = None) -> Ceili
             out.skipped[p] = (f"not native on this CPU (needs one of {', '.join(_NATIVE[p])}); "
                               f"{p} layers are measured against the fp32 ceiling")
             continue
-        out.gflops[p], out.kernels[p] = (round(v, 2) if isinstance(v, float) else v
-                                         for v in probe_compute(p, threads))
+        rate, kernel = probe_compute(p, threads)
+        out.gflops[p], out.kernels[p] = round(rate, 2), kernel
+        if p == "int8" and not kernel.lower().endswith(("_i8", "_u8")):
+            out.skipped["int8-kernel"] = (f"the plugin ran the int8 probe as {kernel}: this CPU "
+                                          "gets no int8 convolution kernels from it")
     out.bandwidth_gbs = round(probe_bandwidth(), 2)
     return out
 
@@ -151,13 +154,18 @@ def save_roofline(path: str | Path, ceilings: Ceilings,
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     top = max([*ceilings.gflops.values(), 1.0])
     bw = ceilings.bandwidth_gbs or 1.0
-    xs = np.logspace(-2, 4, 200)
+    points = [r for rows in series.values() for r in rows
+              if r.get("intensity") and r.get("gflops_per_s")]
+    lo_x = min([top / bw / 10, *(r["intensity"] / 2 for r in points)])
+    hi_x = max([top / bw * 10, *(r["intensity"] * 2 for r in points)])
+    lo_y = min([top / 100, *(r["gflops_per_s"] / 2 for r in points)])
+    xs = np.logspace(np.log10(lo_x), np.log10(hi_x), 200)
     ax.plot(xs, np.minimum(bw * xs, top), color="0.3", lw=1.5,
             label=f"memory {bw:.1f} GB/s")
     for (p, v), style in zip(sorted(ceilings.gflops.items()), ("--", ":", "-.", "-"),
                              strict=False):
-        ax.axhline(v, color="0.45", ls=style, lw=1)
-        ax.text(1.2e-1, v * 1.06, f"{p} ceiling {v:.0f} G/s ({ceilings.kernels.get(p, '')})",
+        ax.plot(xs, np.minimum(bw * xs, v), color="0.45", ls=style, lw=1)
+        ax.text(lo_x * 1.1, v * 1.06, f"{p} ceiling {v:.0f} G/s ({ceilings.kernels.get(p, '')})",
                 fontsize=8, color="0.25")
     colors = plt.get_cmap("tab20").colors
     markers = "osD^v<>p*h"
@@ -169,12 +177,13 @@ def save_roofline(path: str | Path, ceilings: Ceilings,
                        color=colors[i % len(colors)], marker=markers[m % len(markers)],
                        edgecolors="black", linewidths=0.5, alpha=0.85,
                        label=r["block"] if m == 0 else None)
-            ax.annotate(r["block"], (r["intensity"], r["gflops_per_s"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            if r["share"] >= 0.05:  # name only the blocks that matter; the legend has all
+                ax.annotate(r["block"], (r["intensity"], r["gflops_per_s"]), fontsize=7,
+                            xytext=(5, -3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(1e-1, 1e4)
-    ax.set_ylim(top / 1e3, top * 3)
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_ylim(lo_y, top * 2)
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("achieved GFLOP/s (GOP/s for int8)")
     shapes = ", ".join(f"{markers[m % len(markers)]} {name}" for m, name in enumerate(series))

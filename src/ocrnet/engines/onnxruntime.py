@@ -209,12 +209,17 @@ class OnnxRuntimeEngine(Engine):
 
 
 def _node_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ORT's trace events -> one row per node: its mean kernel time per session run."""
-    runs = max(1, sum(1 for e in events if e.get("name") == "model_run"))
+    """ORT's trace events -> one row per node: its mean kernel time per session run, the
+    first run (allocations, the slow first call) left out when there are more."""
+    starts = sorted((e.get("ts", 0), e.get("dur", 0)) for e in events
+                    if e.get("name") == "model_run")
+    cutoff = sum(starts[0]) if len(starts) > 1 else -1
+    runs = max(1, len(starts) - 1 if len(starts) > 1 else len(starts))
     rows: dict[str, dict[str, Any]] = {}
     for e in events:
         name = e.get("name", "")
-        if e.get("cat") != "Node" or not name.endswith("_kernel_time"):
+        if e.get("cat") != "Node" or not name.endswith("_kernel_time") or \
+                e.get("ts", 0) < cutoff:
             continue
         node = name.removesuffix("_kernel_time")
         args = e.get("args", {})
