@@ -30,7 +30,7 @@ def test_cli_build_from_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert len(meta["classes"]) == 19 and len(meta["palette"]) == 19
     assert meta["preprocess"]["mean"] == [123.675, 116.28, 103.53]
     assert {"ocrnet", "onnxruntime", "torch"} <= set(meta["tools"])
-    assert set(meta["files"]) == {"model.onnx"}
+    assert set(meta["files"]) == {"model.onnx", "layers.json"}  # layers: the profile map
 
 
 def test_build_from_checkpoint_exports_first_labels_only(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_build_from_checkpoint_exports_first_labels_only(tmp_path: Path) -> None
     assert pkg.meta["source"]["kind"] == "checkpoint"
     assert pkg.meta["source"]["sha256"] == sha256_file(h.checkpoint("hr18s"))
     assert pkg.meta["model"]["variant"] == "hr18s"
-    assert set(pkg.files) == {"model.xml", "model.bin"}
+    assert set(pkg.files) == {"model.xml", "model.bin", "layers.json"}  # layers: the profile map
     assert pkg.meta["outputs"] == ["labels"]
     with open_model(pkg.path) as engine:
         assert engine.infer(h.batch()).labels.shape == (1, 64, 128)

@@ -42,6 +42,7 @@ from ocrnet.export import (
     parse_shape,
 )
 from ocrnet.fileio import output_error
+from ocrnet.layer_map import write_layer_map
 from ocrnet.package import INPUT_NAME, OUTPUT_NAMES, Package, PackageWriter, sha256_file
 from ocrnet.package import tool_versions as _tool_versions
 from ocrnet.precision import Precision
@@ -105,6 +106,8 @@ def build_package(
             fix_batch=src.fix_batch, options=options, validation=validation)
         with _writing_package(writer.out, writer.dir):
             output = cls.build(request, writer.dir)
+            if src.onnx_path is not None:  # node -> model block, FLOPs, bytes: for `--profile`
+                write_layer_map(src.onnx_path, writer.dir)
         package = writer.commit(_manifest(cls.backend, p, src.input_shape, src.model_meta,
                                           source_meta, output.runtime, output.calibration,
                                           *src.graph))

@@ -53,7 +53,9 @@ def _open_path(path: Path, settings: BenchSettings) -> Engine:
                           "which this installation lacks") from None
     # Only what was asked for: engines and test doubles take the options they know.
     opts = {"threads": settings.threads, "trust_checkpoint": settings.trust_checkpoint,
-            "trust_package": settings.trust_package}
+            "trust_package": settings.trust_package,
+            # K in flight: engines with a throughput mode (OpenVINO) open K streams for it.
+            "streams": settings.streams if settings.streams > 1 else None}
     return open_model(path, device=settings.device, **{k: v for k, v in opts.items() if v})
 
 

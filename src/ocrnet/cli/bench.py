@@ -65,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--isolate", action="store_true",
                    help="measure each MODEL in a process of its own, one after another (for "
                         "models too big to share memory; not interleaved, same inputs)")
+    p.add_argument("--profile", metavar="DIR",
+                   help="instead of timing: per-layer times of each package (OpenVINO, ONNX "
+                        "Runtime) grouped by model block against this machine's ceilings, "
+                        "measured in the same run; writes DIR/profile.{txt,md,json,png}")
     add_output(p, json_help="write the report as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     p.add_argument("--plot", metavar="OUT.png", help="write latency/throughput plots (PNG)")
@@ -79,6 +83,15 @@ def settings_of(args: argparse.Namespace) -> BenchSettings:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    if args.profile:
+        from ocrnet.bench.profile import write_profile
+
+        report = write_profile(args.models, args.profile, shape=tuple(settings.shape),
+                               batch=settings.batch[0], iterations=args.iterations or 3,
+                               threads=settings.threads)
+        print(report.table())
+        print(f"wrote {args.profile}/profile.{{txt,md,json,png}}", file=sys.stderr)
+        return 0
     if args.isolate and len(args.models) > 1:
         from ocrnet.bench.isolate import benchmark_isolated
 

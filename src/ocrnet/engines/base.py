@@ -161,6 +161,12 @@ class Engine(abc.ABC):
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def layer_profile(self) -> list[dict[str, Any]]:
+        """Per-node times of the last inference(s), for engines opened with `profile=True`:
+        dicts with name, type, kernel, precision, ms (per inference) and originals (the graph
+        nodes fused into it). Backends without a per-layer profiler raise OcrnetError."""
+        raise OcrnetError(f"backend {self.backend!r} has no per-layer profile")
+
     # --- capabilities, checked up front -------------------------------------------------
     @classmethod
     def require(cls) -> None:

@@ -41,11 +41,14 @@ _NO_ACCURACY_CONTROL = (
     "--max-drop X instead")
 
 
-def _session(path: Path, device: str, threads: int | None) -> Any:
+def _session(path: Path, device: str, threads: int | None, profile: str | None = None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile:  # ORT's profiler writes a Chrome trace of every node run (layer_profile)
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
     if threads:
         options.intra_op_num_threads = int(threads)
     if device.startswith("cuda"):
@@ -90,6 +93,7 @@ class OnnxRuntimeEngine(Engine):
         self._package = package
         self._outputs = {o.name for o in session.get_outputs()}
         self._metadata = metadata
+        self._trace: str | None = None  # the profiler's file prefix, when opened to profile
 
     # --- build --------------------------------------------------------------------------------
     @classmethod
@@ -134,9 +138,16 @@ class OnnxRuntimeEngine(Engine):
                 f"package {package.path} is fp16, which ONNX Runtime runs on CUDA only (its CPU "
                 "provider would cast every convolution back to fp32); open it with "
                 "--device cuda, or build openvino bf16 for the CPU")
-        session = _session(package.file(_FILE), device, opts.get("threads"))
+        trace = None
+        if opts.get("profile"):
+            import tempfile
+
+            trace = str(Path(tempfile.mkdtemp(prefix="ocrnet-ort-profile-")) / "ort")
+        session = _session(package.file(_FILE), device, opts.get("threads"), trace)
         meta = package_metadata(package, device, providers=session.get_providers())
-        return cls(session, package, meta)
+        engine = cls(session, package, meta)
+        engine._trace = trace
+        return engine
 
     @classmethod
     def open_onnx(cls, path: str | os.PathLike[str], device: str = "cpu",
@@ -180,8 +191,43 @@ class OnnxRuntimeEngine(Engine):
         labels = got["labels"] if "labels" in got else got["logits"].argmax(1).astype(np.uint8)
         return InferResult(labels, got.get("logits") if want_logits else None)
 
+    def layer_profile(self) -> list[dict[str, Any]]:
+        """Mean time per node over the runs since opening (opened with `profile=True`); ends
+        the session's profiling, so call it once, after the runs to profile."""
+        import json
+
+        if self._session is None or not self._trace:
+            raise OcrnetError("open the package with profile=True for per-layer times")
+        trace = Path(self._session.end_profiling())
+        events = json.loads(trace.read_text())
+        shutil.rmtree(trace.parent, ignore_errors=True)
+        self._trace = None
+        return _node_times(events)
+
     def _close_impl(self) -> None:
         self._session = None
+
+
+def _node_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ORT's trace events -> one row per node: its mean kernel time per session run, the
+    first run (allocations, the slow first call) left out when there are more."""
+    starts = sorted((e.get("ts", 0), e.get("dur", 0)) for e in events
+                    if e.get("name") == "model_run")
+    cutoff = sum(starts[0]) if len(starts) > 1 else -1
+    runs = max(1, len(starts) - 1 if len(starts) > 1 else len(starts))
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        name = e.get("name", "")
+        if e.get("cat") != "Node" or not name.endswith("_kernel_time") or \
+                e.get("ts", 0) < cutoff:
+            continue
+        node = name.removesuffix("_kernel_time")
+        args = e.get("args", {})
+        row = rows.setdefault(node, {
+            "name": node, "type": args.get("op_name", ""), "kernel": args.get("provider", ""),
+            "ms": 0.0, "precision": "", "originals": [node]})
+        row["ms"] += e.get("dur", 0) / 1e3 / runs
+    return list(rows.values())
 
 
 def _copy_onnx(source: Path, target: Path) -> None:

@@ -10,10 +10,16 @@ int8 packages take the hint of their remainder: `int8` f32, `int8-bf16` bf16, `i
 The manifest's recorded hint is not covered by the files' sha256 (the manifest lists them), so
 opening a package checks that the hint agrees with its precision: an edited hint must never run
 bf16 while every report says fp32.
+
+Open options besides `threads`/`pinning`: `streams=K` compiles for throughput (K streams, each
+on its share of the cores; `infer_async` keeps K requests running), `profile=True` turns on
+the performance counters `layer_profile` reads (`ocrnet bench --profile`).
 """
 
 from __future__ import annotations
 
+import queue
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,19 +59,26 @@ def _instead(precision: Precision) -> str:
 
 
 def _compile(model: Any, device: str, hint: str, threads: int | None = None,
-             precision: Precision | None = None, pinning: bool | None = None) -> Any:
+             precision: Precision | None = None, pinning: bool | None = None,
+             profile: bool = False, streams: int = 1) -> Any:
     import openvino as ov
 
     core = ov.Core()
     ov_device = device.upper()
+    # One stream holding every core (LATENCY), or `streams` requests run side by side, each
+    # on its share of the cores (THROUGHPUT): for jobs that keep several images in flight.
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint,
-                              "PERFORMANCE_HINT": "LATENCY"}
+                              "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
+    if streams > 1:
+        config["NUM_STREAMS"] = int(streams)
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if pinning is not None:
         # Off where several engines share a machine (Ray actors): pinned threads of two
         # engines would pile onto the same cores.
         config["ENABLE_CPU_PINNING"] = bool(pinning)
+    if profile:  # per-node times for `layer_profile` (ocrnet.bench.profile); off by default
+        config["PERF_COUNT"] = True
     compiled = core.compile_model(model, ov_device, config)
     applied = _applied_hint(compiled)
     if applied != hint:
@@ -114,6 +127,8 @@ class OpenVinoEngine(Engine):
         self._package = package
         self._outputs = {name for out in compiled.outputs for name in out.get_names()}
         self._metadata = metadata
+        self._originals: dict[str, tuple[str, list[str]]] | None = None
+        self._idle: queue.SimpleQueue[Any] | None = None  # infer_async's requests, made on use
 
     # --- build --------------------------------------------------------------------------------
     @classmethod
@@ -150,10 +165,12 @@ class OpenVinoEngine(Engine):
 
         hint = _recorded_hint(package)
         model = ov.Core().read_model(str(package.file(_XML)), str(package.file(_BIN)))
+        streams = int(opts.get("streams") or 1)
         compiled = _compile(model, device, hint, opts.get("threads"), package.precision,
-                            opts.get("pinning"))
+                            opts.get("pinning"), bool(opts.get("profile")), streams)
         meta = package_metadata(package, device,
-                                inference_precision_applied=_applied_hint(compiled))
+                                inference_precision_applied=_applied_hint(compiled),
+                                streams=streams)
         return cls(compiled, package, meta)
 
     # --- run ----------------------------------------------------------------------------------
@@ -169,9 +186,70 @@ class OpenVinoEngine(Engine):
             labels = logits.argmax(1).astype(np.uint8)
         return InferResult(labels, logits.copy() if want_logits else None)
 
+    def infer_async(self, batch: np.ndarray) -> Future[InferResult]:
+        """Labels for `batch` from one of the compiled model's requests, without waiting: up
+        to `streams` (open option) run at once; more wait for a free request. The bench's
+        K-in-flight phase and batch jobs use it; `infer` stays the one-request path."""
+        if self._request is None:
+            raise RuntimeError("OpenVinoEngine is closed")
+        check_input_shape(self._package, batch)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._idle is None:  # as many requests as the plugin runs at once
+            self._idle = queue.SimpleQueue()
+            n = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            for _ in range(max(1, n)):
+                self._idle.put(self._compiled.create_infer_request())
+        idle = self._idle
+        request = idle.get()  # blocks while every request is busy
+        future: Future[InferResult] = Future()
+
+        def done(_userdata: object) -> None:
+            try:
+                out = "labels" if "labels" in self._outputs else "logits"
+                data = request.get_tensor(out).data
+                labels = data.copy() if out == "labels" else data.argmax(1).astype(np.uint8)
+                future.set_result(InferResult(labels))
+            except Exception as err:  # handed to the waiter, never lost in OpenVINO's thread
+                future.set_exception(err)
+            finally:
+                idle.put(request)
+
+        request.set_callback(done, None)
+        request.start_async({0: batch})
+        return future
+
+    def layer_profile(self) -> list[dict[str, Any]]:
+        """The last inference's time per executed node (opened with `profile=True`)."""
+        if self._request is None:
+            raise RuntimeError("OpenVinoEngine is closed")
+        if not self._compiled.get_property("PERF_COUNT"):
+            raise OcrnetError("open the package with profile=True for per-layer times")
+        if self._originals is None:  # the runtime graph does not change: read it once
+            self._originals = _originals(self._compiled)
+        originals = self._originals
+        return [{"name": p.node_name, "type": p.node_type, "kernel": p.exec_type,
+                 "ms": p.real_time.total_seconds() * 1e3,
+                 "precision": originals.get(p.node_name, ("", []))[0],
+                 "originals": originals.get(p.node_name, ("", []))[1]}
+                for p in self._request.profiling_info if p.status.name == "EXECUTED"]
+
     def _close_impl(self) -> None:
         self._request = None
+        self._idle = None
         self._compiled = None
+
+
+def _originals(compiled: Any) -> dict[str, tuple[str, list[str]]]:
+    """Executed node -> (its runtime precision, the graph nodes the plugin fused into it)."""
+    out = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        names = str(info["originalLayersNames"].astype(str)) if "originalLayersNames" in info \
+            else ""
+        precision = str(info["runtimePrecision"].astype(str)) if "runtimePrecision" in info \
+            else ""
+        out[op.get_friendly_name()] = (precision, [n for n in names.split(",") if n])
+    return out
 
 
 def _recorded_hint(package: Package) -> str:
