@@ -1,0 +1,1 @@
+"""The work layer: how images (and frames) become predictions, whatever runs them."""
