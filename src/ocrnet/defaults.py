@@ -35,7 +35,9 @@ PREDICT_FORMAT = "trainids"
 OPACITY = 0.5
 
 # --- test modes (ocrnet.work.modes) -------------------------------------------------------------
-#: mmseg's test modes: "whole" (the OCRNet Cityscapes config's), "slide" or "aug".
+#: mmseg's test modes: "whole" (the OCRNet Cityscapes config's), "slide" (tiles) or "aug"
+#: (multi-scale + flip).
+MODES = ("whole", "slide", "aug")
 MODE = "whole"
 #: slide's tile, HEIGHTxWIDTH, where the model has no static input: the config's training crop.
 #: The default stride is two thirds of the crop (mmseg's usual overlap, e.g. crop 512, stride 341).

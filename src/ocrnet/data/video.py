@@ -100,11 +100,10 @@ class VideoReader:
 
     def planned(self) -> int | None:
         """How many frames iteration yields, from the container's count (None if unknown)."""
-        end = self.info.frames if self.stop is None else min(self.stop, self.info.frames or
-                                                              self.stop)
-        if not end:
-            return None
-        return max(0, -(-(end - self.first) // self.every))
+        end = self.info.frames or None
+        if self.stop is not None:
+            end = self.stop if end is None else min(end, self.stop)
+        return None if end is None else max(0, -(-(end - self.first) // self.every))
 
     def __iter__(self) -> Iterator[Frame]:
         index, yielded = 0, 0

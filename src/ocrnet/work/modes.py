@@ -40,7 +40,7 @@ from ocrnet.shapes import Size, parse_size
 if TYPE_CHECKING:
     from ocrnet.engines.base import Engine
 
-MODES = ("whole", "slide", "aug")
+MODES = defaults.MODES
 
 
 @dataclass(frozen=True)
@@ -198,11 +198,7 @@ def _run_tiles(engine: Engine, image: np.ndarray, chunk: list[tuple[int, int, in
     tiles = np.zeros((n, 3, th, tw), np.float32)
     for i, (a, b, c, d) in enumerate(chunk):
         tiles[i, :, :b - a, :d - c] = image[:, a:b, c:d]
-    logits = engine.infer(tiles, return_logits=True).logits
-    if logits is None:
-        raise OcrnetError(f"engine {engine.display_name} returns no logits, which --mode "
-                          "slide sums over tiles; use --mode whole")
-    return np.asarray(logits, np.float32)
+    return _logits(engine, engine.infer(tiles, return_logits=True).logits, "--mode slide's sums")
 
 
 # --- aug ---------------------------------------------------------------------------------------
@@ -232,10 +228,8 @@ def aug_probs(engine: Engine, image_bgr: np.ndarray, ratios: Sequence[float],
         h, w = aug_size(height, width, ratio)
         x = normalize(resize(image_bgr, (w, h)))
         batch = np.stack([x, x[:, :, ::-1]]) if flip else x[None]
-        logits = engine.infer(batch, return_logits=True).logits
-        if logits is None:
-            raise OcrnetError(f"engine {engine.display_name} returns no logits, which --mode "
-                              "aug averages; use --mode whole")
+        logits = _logits(engine, engine.infer(batch, return_logits=True).logits,
+                         "--mode aug's averages")
         for i, view in enumerate(logits):
             view = view[:, :, ::-1] if i == 1 else view  # un-flip before the resize back
             probs = softmax_at(view, (height, width))
@@ -306,14 +300,16 @@ class ModePrediction:
 
 def predict_image(engine: Engine, image_bgr: np.ndarray, mode: Mode, *,
                   scale: tuple[int, int] | float | None = None, batch: int = 1,
-                  confidence: bool = False) -> ModePrediction:
+                  resize: str = defaults.RESIZE, confidence: bool = False) -> ModePrediction:
     """Labels (and max-softmax confidence) of one decoded BGR image under `mode`.
 
     `mode` is checked for `engine` (`Mode.for_engine`), `scale` the keep-ratio limit that
     `Mode.scale` chose. Whole and slide resize the logits back (bilinear, then argmax: the
-    exact path of `ocrnet.data.transforms.logits_to_labels`); aug merges the views' softmax.
+    exact path of `ocrnet.data.transforms.logits_to_labels`; `resize="labels"`: nearest
+    labels, approximate), whole without confidence is `Engine.labels_at` itself; aug merges
+    the views' softmax at the original size.
     """
-    from ocrnet.data.transforms import logits_to_labels, preprocess
+    from ocrnet.data.transforms import preprocess
 
     size = image_bgr.shape[:2]
     if mode.name == "aug":
@@ -321,9 +317,34 @@ def predict_image(engine: Engine, image_bgr: np.ndarray, mode: Mode, *,
         conf = probs.max(axis=0) if confidence else None
         return ModePrediction(probs.argmax(axis=0).astype(np.uint8), conf)
     x = preprocess(image_bgr, scale if scale is not None else defaults.SCALE)
-    logits = image_logits(engine, x, mode, batch=batch)
-    conf = confidence_at(logits, size) if confidence else None
-    return ModePrediction(logits_to_labels(logits, size), conf)
+    if mode.name == "whole" and not confidence:
+        # exactly what predict and eval run for an image file: one kernel for frames and files
+        return ModePrediction(engine.labels_at(x[None], [size], resize)[0])
+    if mode.name == "whole":
+        result = engine.infer(x[None], return_logits=True)
+        logits = _logits(engine, result.logits, "confidence maps")[0]
+        same = tuple(x.shape[-2:]) == tuple(size)
+        labels = result.labels[0] if same else _back(logits, size, resize)
+    else:
+        logits = image_logits(engine, x, mode, batch=batch)
+        labels = _back(logits, size, resize)
+    return ModePrediction(labels, confidence_at(logits, size) if confidence else None)
+
+
+def _back(logits: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
+    """Labels at the original `size`: `Engine.labels_at`'s two ways back."""
+    from ocrnet.data.transforms import logits_to_labels, resize_labels
+
+    if resize == "labels":
+        return resize_labels(logits.argmax(axis=0).astype(np.uint8), size)
+    return logits_to_labels(logits, size)
+
+
+def _logits(engine: Engine, logits: np.ndarray | None, need: str) -> np.ndarray:
+    if logits is None:
+        raise OcrnetError(f"engine {engine.display_name} returns no logits, which {need} "
+                          "need; use --mode whole without --confidence")
+    return np.asarray(logits, np.float32)
 
 
 def image_logits(engine: Engine, image: np.ndarray, mode: Mode, *, batch: int = 1) -> np.ndarray:
@@ -334,8 +355,5 @@ def image_logits(engine: Engine, image: np.ndarray, mode: Mode, *, batch: int = 
         return slide_logits(engine, image, mode.crop, mode.stride, batch=batch)
     if mode.name != "whole":
         raise ValueError(f"image_logits runs whole or slide, not {mode.name!r}")
-    logits = engine.infer(image[None], return_logits=True).logits
-    if logits is None:
-        raise OcrnetError(f"engine {engine.display_name} returns no logits, which confidence "
-                          "maps need")
-    return np.asarray(logits[0], np.float32)
+    return _logits(engine, engine.infer(image[None], return_logits=True).logits,
+                   "confidence maps")[0]
