@@ -10,12 +10,11 @@ import pytest
 
 from ocrnet.errors import OcrnetError
 from ocrnet.shapes import ShapeError, Size
+from ocrnet.work.confidence import confidence_at, confidence_png
 from ocrnet.work.modes import (
     Mode,
     aug_probs,
     aug_size,
-    confidence_at,
-    confidence_png,
     predict_image,
     slide_logits,
     tile_grid,

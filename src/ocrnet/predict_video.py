@@ -37,7 +37,8 @@ from ocrnet.progress import progress_bar
 from ocrnet.shapes import Size
 from ocrnet.visualize import encode_png
 from ocrnet.visualize import overlay as blend
-from ocrnet.work.modes import Mode, ModePrediction, confidence_png, predict_image
+from ocrnet.work.confidence import confidence_png
+from ocrnet.work.modes import Mode, ModePrediction, predict_image
 
 CONFIDENCE_SUFFIX = "_confidence.png"
 

@@ -19,15 +19,15 @@
   averages their softmax and takes the argmax. Needs an engine that takes any input size:
   a static package is refused (it cannot run the resized views), rather than silently tiled.
 
-Confidence is the per-pixel maximum softmax probability at the original size; `confidence_png`
-stores it as 8 bits, `round(p * 255)` (a value v means p within v/255 +- 1/510).
+Confidence is the per-pixel maximum softmax probability at the original size
+(`ocrnet.work.confidence`).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ import numpy as np
 from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.shapes import Size, parse_size
+from ocrnet.work.confidence import confidence_at
 
 if TYPE_CHECKING:
     from ocrnet.engines.base import Engine
@@ -253,42 +254,6 @@ def softmax_at(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return torch.softmax(t, dim=0).numpy()
 
 
-# --- confidence --------------------------------------------------------------------------------
-def confidence_at(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32 max softmax probability of (C, h, w) logits resized to `size`.
-
-    Streams the classes: each channel is resized on its own (the same bilinear numbers as the
-    whole tensor) into a running max and a running sum of exponentials, so the working set is
-    four (H, W) planes, not the (C, H, W) logits at the original size.
-    """
-    peak: np.ndarray | None = None
-    acc: np.ndarray | None = None
-    for plane in _resized_planes(logits, size):
-        if peak is None:
-            peak, acc = plane.copy(), np.ones_like(plane)
-            continue
-        new_peak = np.maximum(peak, plane)
-        acc *= np.exp(peak - new_peak)
-        acc += np.exp(plane - new_peak)
-        peak = new_peak
-    if acc is None:
-        raise ValueError("confidence needs logits with at least one class")
-    return np.reciprocal(acc, out=acc)  # max_c softmax = exp(m - m) / sum_c exp(l_c - m)
-
-
-def _resized_planes(logits: np.ndarray, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    from ocrnet.data.transforms import resize_logits
-
-    for channel in logits:
-        yield resize_logits(np.ascontiguousarray(channel[None]), size)[0]
-
-
-def confidence_png(confidence: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 of probabilities in 0..1: round(p * 255), half up (the documented scale)."""
-    scaled = np.clip(confidence, 0.0, 1.0) * 255.0 + 0.5
-    return scaled.astype(np.uint8)
-
-
 # --- one image, end to end ---------------------------------------------------------------------
 @dataclass
 class ModePrediction:
@@ -304,31 +269,58 @@ def predict_image(engine: Engine, image_bgr: np.ndarray, mode: Mode, *,
     """Labels (and max-softmax confidence) of one decoded BGR image under `mode`.
 
     `mode` is checked for `engine` (`Mode.for_engine`), `scale` the keep-ratio limit that
-    `Mode.scale` chose. Whole and slide resize the logits back (bilinear, then argmax: the
-    exact path of `ocrnet.data.transforms.logits_to_labels`; `resize="labels"`: nearest
-    labels, approximate), whole without confidence is `Engine.labels_at` itself; aug merges
-    the views' softmax at the original size.
+    `Mode.scale` chose. The image is preprocessed as the loader does (`preprocess`), then
+    `batch_predictions`: the step every kernel runs, so a video frame and an image file agree.
     """
     from ocrnet.data.transforms import preprocess
 
-    size = image_bgr.shape[:2]
-    if mode.name == "aug":
-        probs = aug_probs(engine, image_bgr, mode.ratios, mode.flip)
-        conf = probs.max(axis=0) if confidence else None
-        return ModePrediction(probs.argmax(axis=0).astype(np.uint8), conf)
+    size = (int(image_bgr.shape[0]), int(image_bgr.shape[1]))
+    if mode.name == "aug":  # its views are resized from the loaded image, not the prepared one
+        return aug_prediction(engine, image_bgr, mode, confidence)
     x = preprocess(image_bgr, scale if scale is not None else defaults.SCALE)
+    return batch_predictions(engine, x[None], [size], mode, batch=batch, resize=resize,
+                             confidence=confidence)[0]
+
+
+def batch_predictions(engine: Engine, images: np.ndarray, sizes: Sequence[tuple[int, int]],
+                      mode: Mode, *, original: Callable[[int], np.ndarray] | None = None,
+                      batch: int = 1, resize: str = defaults.RESIZE,
+                      confidence: bool = False) -> list[ModePrediction]:
+    """A prepared batch (N, 3, h, w) -> one prediction per image at its original size.
+
+    Whole without confidence is `Engine.labels_at` itself (mmseg's whole-image path); with
+    confidence the same labels and the logits' max softmax. Slide runs each image's tiles
+    (`batch` per engine call); aug needs `original(i)`, image i as decoded (BGR uint8).
+    """
     if mode.name == "whole" and not confidence:
-        # exactly what predict and eval run for an image file: one kernel for frames and files
-        return ModePrediction(engine.labels_at(x[None], [size], resize)[0])
+        return [ModePrediction(lb) for lb in engine.labels_at(images, list(sizes), resize)]
+    out = []
     if mode.name == "whole":
-        result = engine.infer(x[None], return_logits=True)
-        logits = _logits(engine, result.logits, "confidence maps")[0]
-        same = tuple(x.shape[-2:]) == tuple(size)
-        labels = result.labels[0] if same else _back(logits, size, resize)
-    else:
-        logits = image_logits(engine, x, mode, batch=batch)
-        labels = _back(logits, size, resize)
-    return ModePrediction(labels, confidence_at(logits, size) if confidence else None)
+        result = engine.infer(images, return_logits=True)
+        logits = _logits(engine, result.logits, "confidence maps")
+        same = [tuple(images.shape[-2:]) == tuple(size) for size in sizes]
+        for i, size in enumerate(sizes):
+            labels = result.labels[i] if same[i] else _back(logits[i], size, resize)
+            out.append(ModePrediction(labels, confidence_at(logits[i], size)))
+        return out
+    for i, size in enumerate(sizes):
+        if mode.name == "aug":
+            if original is None:
+                raise ValueError("--mode aug needs the decoded images (original=)")
+            out.append(aug_prediction(engine, original(i), mode, confidence))
+            continue
+        logits = image_logits(engine, images[i], mode, batch=batch)
+        out.append(ModePrediction(_back(logits, size, resize),
+                                  confidence_at(logits, size) if confidence else None))
+    return out
+
+
+def aug_prediction(engine: Engine, image_bgr: np.ndarray, mode: Mode,
+                   confidence: bool) -> ModePrediction:
+    """aug's labels (argmax of the mean softmax) and confidence (its maximum)."""
+    probs = aug_probs(engine, image_bgr, mode.ratios, mode.flip)
+    return ModePrediction(probs.argmax(axis=0).astype(np.uint8),
+                          probs.max(axis=0) if confidence else None)
 
 
 def _back(logits: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
