@@ -74,10 +74,10 @@ def in_process(package: Path, images: Path, out: Path, threads: int | None,
 
 
 def on_ray(package: Path, images: Path, out: Path, workers: int) -> dict[str, Any]:
-    from ocrnet.jobs.predict import predict_on_ray
+    from ocrnet.predict import predict_run
 
-    result = predict_on_ray(package, images, out, address="local", workers=workers, threads=1,
-                            progress=False)
+    result = predict_run(package, images, out, ray="local", workers=workers, threads=1,
+                         progress=False)
     info = result.ray
     used = info["workers_used"]
     images = sum(w["images"] for w in used)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from _engine_helpers import demo_package
-from ocrnet.errors import BadFileError, OcrnetError
+from ocrnet.errors import OcrnetError
 from ocrnet.evaluate import evaluate, evaluate_predictions
 from ocrnet.predict import predict
 
@@ -72,21 +72,21 @@ def without_run(result: dict[str, Any]) -> dict[str, Any]:
 def test_eval_on_two_nodes_is_identical_and_ships_the_model(
         ray_cluster: Any, package: Path, data: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import ocrnet.jobs.evaluate as jobs_evaluate
+    import ocrnet.jobs.executor as jobs_executor
 
     model = tmp_path / "pkg"
     shutil.copytree(package, model)
     in_process = evaluate(model, data, skip_bad=True, threads=1, progress=False,
                           save_predictions=tmp_path / "saved-here")
     expected = in_process.to_json()
-    ship = jobs_evaluate.ship_model
+    ship = jobs_executor.ship_model
 
     def ship_then_hide(ray: Any, path: Any) -> Any:
         shipped = ship(ray, path)
         Path(path).rename(tmp_path / "hidden")  # no actor can read the driver's copy now
         return shipped
 
-    monkeypatch.setattr(jobs_evaluate, "ship_model", ship_then_hide)
+    monkeypatch.setattr(jobs_executor, "ship_model", ship_then_hide)
     on_ray = evaluate(model, data, skip_bad=True, ray="auto", workers=2, threads=1,
                       progress=False, save_predictions=tmp_path / "saved-on-ray")
     got = on_ray.to_json()
@@ -105,21 +105,18 @@ def test_eval_on_two_nodes_is_identical_and_ships_the_model(
     assert got["ray"]["model"]["sha256"] and got["ray"]["threads_per_worker"] == 1
 
 
-def test_eval_without_skip_bad_names_the_bad_file(ray_cluster: Any, package: Path,
-                                                   data: Path) -> None:
-    bad = sorted((data / "leftImg8bit" / "val").rglob("*.png"))[3]
-    with pytest.raises(BadFileError, match=bad.name):
-        evaluate(package, data, ray="auto", workers=1, threads=1, progress=False)
-
-
-def test_predict_on_ray_writes_the_same_bytes_and_resumes(
+def test_predict_on_ray_writes_the_same_bytes_through_a_killed_actor_and_resumes(
         ray_cluster: Any, package: Path, images: Path, expected: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """One actor pool: an actor killed mid-job is restarted, its unfinished task retried, and
+    the folder ends byte-identical to in-process; then a rerun resumes from the run record."""
     from ocrnet.cli import main
 
     out = tmp_path / "out"
-    results = predict(package, images, out, color=True, ray="auto", threads=1, progress=False)
-    assert outputs(out) == outputs(expected)
+    results, killed = _predict_killing_an_actor(package, images, out)
+    assert killed is not None and killed < 16, "the job ended before an actor could be killed"
+    assert len(results) == 16
+    assert outputs(out) == outputs(expected)  # none missing, none extra, every byte the same
     assert [Path(r["image"]).name for r in results] == sorted(
         p.name for p in images.rglob("*.png"))
     written = sorted(out.rglob("*_labelTrainIds.png"))
@@ -139,11 +136,11 @@ def test_predict_on_ray_writes_the_same_bytes_and_resumes(
     assert outputs(out) == outputs(expected)  # the bad image wrote nothing
 
 
-def test_a_killed_actor_is_restarted_and_the_outputs_are_complete(
-        ray_cluster: Any, package: Path, images: Path, expected: Path, tmp_path: Path) -> None:
+def _predict_killing_an_actor(package: Path, images: Path,
+                              out: Path) -> tuple[list[dict[str, Any]], int | None]:
+    """`predict --ray` with two actors; SIGKILL one as soon as a label PNG has landed."""
     import psutil
 
-    out = tmp_path / "out"
     done: dict[str, Any] = {}
 
     def job() -> None:
@@ -160,16 +157,14 @@ def test_a_killed_actor_is_restarted_and_the_outputs_are_complete(
     while killed is None and thread.is_alive() and time.monotonic() < deadline:
         if any(out.rglob("*_labelTrainIds.png")):  # mid-job: an actor has written something
             actors = [p for p in psutil.Process().children(recursive=True)
-                      if "_PredictWorker" in " ".join(_cmdline(p))]
+                      if "KernelActor" in " ".join(_cmdline(p))]
             if actors:
                 killed = len(list(out.rglob("*_labelTrainIds.png")))
                 os.kill(actors[0].pid, signal.SIGKILL)
         time.sleep(0.02)
     thread.join(120)
     assert "error" not in done, done.get("error")
-    assert killed is not None and killed < 16, "the job ended before an actor could be killed"
-    assert len(done["result"]) == 16
-    assert outputs(out) == outputs(expected)  # none missing, none extra, every byte the same
+    return done["result"], killed
 
 
 def _cmdline(process: Any) -> list[str]:
@@ -276,3 +271,25 @@ def test_an_image_delivered_twice_counts_once_and_a_lost_one_is_an_error() -> No
     with pytest.raises(OcrnetError, match="returned 2 of 3 images"):
         collect(_FakeDataset([[(0, rec), (1, rec)]]), 3, desc="t", progress=False,
                 on_record=lambda i, r: None)
+
+
+def test_resume_crosses_executors_and_refuses_another_model(
+        package: Path, images: Path, expected: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The run record is the executor's business not: an in-process folder resumes whole on
+    Ray (no cluster needed), and model B into model A's folder is refused, naming both."""
+    from _engine_helpers import DEMO
+    from ocrnet.cli import main
+    from ocrnet.predict import predict_run
+
+    out = tmp_path / "out"
+    shutil.copytree(expected, out)
+    run = predict_run(package, images, out, color=True, ray="auto", threads=1, progress=False)
+    assert (run.resumed, run.images) == (16, [])
+    other = DEMO / "ocrnet_hr18_synthetic_demo.pth"
+    rc = main(["predict", str(other), str(images), "--out", str(out), "--color", "--ray",
+               "auto", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip().count("\n") == 0, err
+    assert other.name in err and str(package) in err and "--overwrite" in err
+    assert outputs(out) == outputs(expected)  # nothing of model B was written

@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _fakes import ConstantEngine
 from ocrnet.cli import main
 from ocrnet.data.cityscapes import CLASSES, PALETTE, TRAIN_TO_LABEL
 from ocrnet.data.transforms import MEAN, STD, preprocess, read_image
 from ocrnet.engines.base import Engine, InferResult
-from ocrnet.errors import DataError, OcrnetError
-from ocrnet.predict import find_images, output_name, predict
+from ocrnet.errors import DataError, ImageTooLargeError, OcrnetError
+from ocrnet.predict import find_images, output_name, predict, predict_run
 from ocrnet.visualize import colorize, overlay
 
 _PALETTE = np.array(PALETTE, dtype=np.float32)  # RGB
@@ -82,6 +83,7 @@ def test_odd_sizes_come_back_exact_at_their_own_size(tmp_path: Path) -> None:
         image_rgb = read_image(r["image"])[:, :, ::-1]
         np.testing.assert_array_equal(read_png(r["overlay"]), overlay(image_rgb, labels, 0.3))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "ocrnet-run.json",  # the run record a rerun resumes from
         "odd_color.png", "odd_labelTrainIds.png", "odd_overlay.png",
         "wide_color.png", "wide_labelTrainIds.png", "wide_overlay.png"]
 
@@ -167,6 +169,67 @@ def test_bad_options(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None
     paint(tmp_path / "a.png", (4, 4))
     with pytest.raises(OcrnetError, match=match):
         predict(OracleEngine(), tmp_path / "a.png", tmp_path / "out", progress=False, **kwargs)
+
+
+# --- resume: the run record ------------------------------------------------------------------
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_skips_only_this_runs_outputs_and_refuses_another_model(tmp_path: Path) -> None:
+    paint(tmp_path / "in" / "a.png", (16, 32), seed=1)
+    paint(tmp_path / "in" / "b.png", (16, 32), seed=2)
+    out = tmp_path / "out"
+    first = predict_run(OracleEngine(), tmp_path / "in", out, scale=1.0, color=True,
+                        progress=False)
+    assert (first.resumed, len(first.images)) == (0, 2)
+    engine = OracleEngine()
+    again = predict_run(engine, tmp_path / "in", out, scale=1.0, color=True, progress=False)
+    assert (again.resumed, again.images, engine.calls) == (2, [], [])  # nothing recomputed
+    (out / "a_color.png").unlink()  # one output lost: that image alone runs again
+    again = predict_run(engine, tmp_path / "in", out, scale=1.0, color=True, progress=False)
+    assert again.resumed == 1 and [Path(r["image"]).name for r in again.images] == ["a.png"]
+    before = _files(out)
+    with pytest.raises(OcrnetError, match=r"model test-oracle \(sha256 \w+\) there, "
+                                          r"test-constant \(sha256 \w+\) now.*--overwrite"):
+        predict(ConstantEngine(3), tmp_path / "in", out, scale=1.0, color=True, progress=False)
+    with pytest.raises(OcrnetError, match="resize 'logits' there, 'labels' now"):
+        predict(OracleEngine(), tmp_path / "in", out, scale=1.0, color=True, resize="labels",
+                progress=False)
+    assert _files(out) == before  # a refusal writes nothing
+
+
+def test_overwrite_replaces_only_the_runs_own_outputs(tmp_path: Path) -> None:
+    paint(tmp_path / "in" / "a.png", (16, 32), seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_labelTrainIds.png").write_bytes(b"someone else's file")
+    (out / "notes.txt").write_text("mine")
+    (out / "c_labelTrainIds.png").write_bytes(b"not this run's")
+    with pytest.raises(OcrnetError, match=r"no matching run record .* owns: a_labelTrainIds"):
+        predict(OracleEngine(), tmp_path / "in", out, scale=1.0, progress=False)
+    predict(ConstantEngine(3), tmp_path / "in", out, scale=1.0, progress=False,
+            overwrite=True)
+    assert (read_png(out / "a_labelTrainIds.png") == 3).all()  # model B's answer now
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "c_labelTrainIds.png").read_bytes() == b"not this run's"
+    again = predict_run(ConstantEngine(3), tmp_path / "in", out, scale=1.0, progress=False)
+    assert again.resumed == 1  # the record now names model B
+
+
+def test_overlay_reads_the_original_under_the_runs_pixel_limit(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    paint(image, (16, 32))  # 512 pixels
+
+    class Growing(OracleEngine):  # the file grows between its decode and the overlay's
+        def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
+            cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))  # 1600 pixels
+            return super()._infer_impl(batch, want_logits)
+
+    with pytest.raises(ImageTooLargeError, match=r"40x40 .*over the limit"):
+        predict(Growing(), image, tmp_path / "out", scale=1.0, overlay=True, max_pixels=1000,
+                progress=False)
 
 
 # --- the CLI -----------------------------------------------------------------------------------

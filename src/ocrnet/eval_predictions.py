@@ -12,12 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocrnet.data.cityscapes import CLASSES, Sample, label_ids_to_train_ids, read_label
-from ocrnet.data.images import read_image as _read_image_file
+from ocrnet.data.cityscapes import Sample
+from ocrnet.data.images import read_image
 from ocrnet.data.loader import BadFileError, SkippedFile
 from ocrnet.errors import DataError
 from ocrnet.eval_result import EvalResult, check_any_scored, empty_label_warnings
-from ocrnet.metrics import ConfusionMatrix, image_confusion
+from ocrnet.metrics import ConfusionMatrix
+from ocrnet.work.scoring import score_pair
+
+__all__ = ["pair_predictions", "predictions_result", "score_pair"]
 
 
 def pair_predictions(samples: list[Sample], predictions: str | os.PathLike[str], *,
@@ -39,13 +42,6 @@ def pair_predictions(samples: list[Sample], predictions: str | os.PathLike[str],
                 raise
             skipped.append(SkippedFile(str(err.path), err.reason))
     return pairs, skipped
-
-
-def score_pair(pair: tuple[Sample, Path]) -> ConfusionMatrix:
-    """One saved prediction scored against its label (`image_confusion`); `BadFileError`
-    names the file at fault. In-process and `eval --predictions --ray` both run this."""
-    pred, label = _load_pair(pair)
-    return image_confusion(pred, label, len(CLASSES))
 
 
 def predictions_result(confusion: ConfusionMatrix, num_images: int,
@@ -90,30 +86,6 @@ class _PredictionIndex:
         return hits[0]
 
 
-def _load_pair(pair: tuple[Sample, Path]) -> tuple[np.ndarray, np.ndarray]:
-    sample, pred_path = pair
-    label_path = sample.label or sample.image  # discover(labels_required=True) sets .label
-    try:
-        label = read_label(label_path, sample.label_format or "trainIds")
-    except DataError as err:
-        raise BadFileError(label_path, str(err)) from None
-    # Through data/images like every image: size-checked from the header, errors skippable.
-    raw = _read_image_file(pred_path, flags=cv2.IMREAD_UNCHANGED)
-    if raw.ndim != 2 or raw.dtype != np.uint8:
-        what = f"is {raw.dtype} {raw.shape}"
-        raise BadFileError(pred_path, f"prediction {pred_path} {what}; expected a single-channel "
-                           "8-bit labelIds PNG")
-    if raw.shape != label.shape:
-        raise BadFileError(
-            pred_path, f"prediction {pred_path} is {raw.shape[1]}x{raw.shape[0]} but label "
-            f"{label_path} is {label.shape[1]}x{label.shape[0]} (WxH); they must match")
-    try:
-        pred = label_ids_to_train_ids(raw, source=pred_path)
-    except DataError as err:
-        raise BadFileError(pred_path, str(err)) from None
-    return pred, label
-
-
 # Ids 1..6 are void labelIds (ego vehicle .. ground): no trainId maps to them, so a labelIds
 # prediction never holds them, while trainIds 1..6 (sidewalk .. traffic light) are common.
 _VOID_LABEL_IDS = np.zeros(256, dtype=bool)
@@ -126,7 +98,7 @@ def _train_ids_warning(paths: list[Path]) -> list[str]:
     suspicious = []
     for path in paths:
         try:
-            raw = _read_image_file(path, flags=cv2.IMREAD_UNCHANGED)
+            raw = read_image(path, flags=cv2.IMREAD_UNCHANGED)
         except DataError:
             continue  # scoring reports it
         if raw.ndim == 2 and raw.dtype == np.uint8 and raw.size and \

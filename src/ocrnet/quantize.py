@@ -217,7 +217,7 @@ def summary_of(calibration: Any) -> dict[str, Any]:
 
 
 # --- memory-bounded groups of intermediate tensors (calibration histograms, explain) --------
-def _groups(tensors: list[str], infos: dict[str, Any], input_shape: tuple[int, ...],
+def tensor_groups(tensors: list[str], infos: dict[str, Any], input_shape: tuple[int, ...],
             budget: int) -> Iterator[list[str]]:
     """Tensors in graph order, grouped so that each group's float32 bytes fit `budget`."""
     group: list[str] = []

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -23,7 +23,17 @@ from ocrnet.bench.memory import PeakRss, Watch
 from ocrnet.errors import OcrnetError
 
 if TYPE_CHECKING:
-    from ocrnet.bench.models import LoadedModel
+    from ocrnet.engines.base import Engine
+
+
+class TimedModel(Protocol):
+    """What the clock needs of a model (`ocrnet.bench.models.LoadedModel` is one): a protocol,
+    so this module imports nothing of the models that import its clock."""
+
+    name: str
+    engine: Engine
+    sync: Callable[[], None] | None  # device synchronisation inside the timed region
+    cuda: bool
 
 
 def now_ns() -> int:
@@ -49,7 +59,7 @@ class Stop:
 class Unit:
     """One model at one batch size: its input and everything measured on it."""
 
-    model: LoadedModel
+    model: TimedModel
     batch: int
     x: np.ndarray
     first_ms: float = math.nan

@@ -129,6 +129,11 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
                         f"(default: {defaults.MAX_PIXELS:_})")
 
 
+def add_overwrite(p: argparse.ArgumentParser, *, what: str) -> None:
+    """--overwrite: replace `what` (each verb says exactly which files, never more)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
 def check_outputs(*paths: str | None) -> None:
     """Fail now, not after an hour of work, if an output file's folder cannot be written."""
     from pathlib import Path

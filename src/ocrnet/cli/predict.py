@@ -13,6 +13,7 @@ from ocrnet.cli.options import (
     add_max_pixels,
     add_model,
     add_output,
+    add_overwrite,
     add_ray,
     add_resize,
     add_scale,
@@ -48,12 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stopping at the first")
     add_trust(p)
     add_max_pixels(p)
+    add_overwrite(p, what="this run's outputs in --out when its run record (ocrnet-run.json) "
+                          "names another model or options, or files no record owns (nothing "
+                          "else in the folder is touched)")
     add_output(p, json_help="write the written files as JSON here (with --ray: an object with "
                             "images, resumed, skipped and the Ray run)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ocrnet.data.cityscapes import CLASSES
+
     check_outputs(args.json_out)
     options = dict(format=args.format, color=args.color, overlay=args.overlay,
                    opacity=args.opacity, scale=args.scale, batch_size=args.batch_size,
@@ -61,35 +67,33 @@ def run(args: argparse.Namespace) -> int:
                    threads=args.threads, skip_bad=args.skip_bad, progress=args.progress,
                    max_pixels=args.max_pixels,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
-    if args.ray:
-        from ocrnet.jobs.predict import predict_on_ray
+    from ocrnet.predict import predict_run
 
-        result = predict_on_ray(args.model, args.inputs, args.out, address=args.ray, **options)
-        images, payload = result.images, result.to_json()
-    else:
-        from ocrnet.predict import predict
-
-        images = predict(args.model, args.inputs, args.out, **options)
-        payload = images
+    result = predict_run(args.model, args.inputs, args.out, ray=args.ray,
+                         overwrite=args.overwrite, **options)
+    images = result.images
+    payload = result.to_json() if args.ray else images
     if args.json_out:
         write_json(args.json_out, payload)
     skipped = [r for r in images if "skipped" in r]
     print(f"predicted {len(images) - len(skipped)} image(s) into {args.out}")
-    if args.ray:
-        if result.resumed:
-            print(f"resumed {result.resumed} image(s) already in {args.out} (their outputs "
-                  "exist; not predicted again)")
-        if "workers_used" in result.ray:
-            from ocrnet.jobs.cluster import summary_line
+    if result.resumed:
+        print(f"resumed {result.resumed} image(s) already in {args.out} (this run's outputs "
+              "exist; not predicted again)")
+    if args.ray and "workers_used" in result.ray:
+        from ocrnet.jobs.cluster import summary_line
 
-            print(summary_line(result.ray))
+        print(summary_line(result.ray))
     if skipped:
         print(f"skipped {len(skipped)} unreadable image(s):")
         for r in skipped:
             print(f"  {r['image']}: {r['skipped']}")
-    if args.format == "cityscapes":
+    if result.num_classes not in (None, len(CLASSES)):
+        # Eval scores Cityscapes' 19 classes and would refuse this model: no hint that fails.
+        print(f"note: {args.model} predicts {result.num_classes} classes, not the "
+              f"{len(CLASSES)} Cityscapes classes; `ocrnet eval` does not apply to it")
+    elif args.format == "cityscapes":
         print(f"next: ocrnet eval --predictions {args.out} --data-root CITYSCAPES_ROOT")
     else:
         print(f"next: ocrnet eval {Path(args.model)} --data-root CITYSCAPES_ROOT")
     return 0
-

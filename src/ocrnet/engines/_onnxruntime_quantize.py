@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from ocrnet.errors import DataError, OcrnetError
-from ocrnet.quantize import DEFAULT_KEEP_FLOAT, _groups, onnx_nodes, pick_sensitive, summary_of
+from ocrnet.quantize import (
+    DEFAULT_KEEP_FLOAT,
+    onnx_nodes,
+    pick_sensitive,
+    summary_of,
+    tensor_groups,
+)
 
 
 def quantize_static_qdq(src: str | os.PathLike[str], dst: str | os.PathLike[str],
@@ -138,7 +144,7 @@ def _histogram_ranges(path: Path, model: Any, calibration: Iterable[np.ndarray],
                                    num_quantized_bins=128, percentile=99.999, scenario="same")
     images = 0
     for x in calibration:
-        for group in _groups(tensors, infos, x.shape, memory_mb << 20):
+        for group in tensor_groups(tensors, infos, x.shape, memory_mb << 20):
             values = session.run(group, {"input": x})
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints per call
                 collector.collect({name: [v] for name, v in zip(group, values, strict=True)})

@@ -1,14 +1,16 @@
-"""The engine actor: the base class of the jobs' Ray Data callable classes.
+"""The engine actor: runs one `ocrnet.work.kernels` kernel over the rows Ray Data sends it.
 
 Each actor works in the driver's folder, takes this node's copy of the shipped model, opens it
 once with its threads sized to the CPUs Ray gave it (OpenVINO pinning off where actors share a
-node) and tags every record it sends with where it ran and when its task started and ended.
+node), runs the kernel's `setup` once and tags every record it sends with where it ran and when
+its task started and ended.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import time
 from pathlib import Path
@@ -17,29 +19,34 @@ from typing import Any
 from ocrnet.errors import OcrnetError
 from ocrnet.jobs.records import encode_records
 from ocrnet.jobs.shipping import ShippedModel, materialize
+from ocrnet.work.local import Kernel
+from ocrnet.work.tally import to_wire
 
 
-class EngineWorker:
+class KernelActor:
     """Opens the shipped model once per actor, threads sized to the actor's CPUs.
 
-    A user error while opening (a corrupt transfer, a package this node cannot run) does not
-    kill the actor, which Ray would only start again: it is kept in `error`, and the subclass
-    answers every row with it, so the driver stops with that one line.
+    A user error while opening or in `kernel.setup` (a corrupt transfer, a package this node
+    cannot run, a model of other classes) does not kill the actor, which Ray would only start
+    again: it is kept in `error`, every row is answered with it, and the driver stops with
+    that one line.
     """
 
-    def __init__(self, model: ShippedModel, *, threads: int, pinning: bool | None,
-                 device: str, trust_checkpoint: bool, trust_package: bool,
-                 cwd: str | None = None) -> None:
+    def __init__(self, model: ShippedModel, *, kernel: Kernel, threads: int,
+                 pinning: bool | None, device: str, trust_checkpoint: bool,
+                 trust_package: bool, cwd: str | None = None) -> None:
         import ray
 
         follow_driver(cwd)
         node_id = ray.get_runtime_context().get_node_id()
+        self.kernel = kernel
         self.worker: dict[str, Any] = {"node": node_id, "host": socket.gethostname(),
                                        "pid": os.getpid()}
         self.error: str | None = None
         try:
             self._open(model, node_id, threads, pinning, device, trust_checkpoint,
                        trust_package)
+            self.worker["setup"] = kernel.setup(self.engine, model.source)
         except OcrnetError as err:
             self.error = f"{err} (Ray node {node_id[:12]}, {self.worker['host']})"
 
@@ -62,23 +69,56 @@ class EngineWorker:
                                  trust_package=trust_package, **opts)
         self.worker.update(engine=engine_config, model_path=str(path), fetched_model=fetched)
 
-    def run(self, batch: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
-        """The rows' indices and one record per image (the subclass's job)."""
-        raise NotImplementedError
-
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Ray Data's entry point: `run`, each record tagged with this actor and the task's
-        start and end (the driver derives the actors' idle time between tasks from them)."""
+        """Ray Data's entry point: the kernel over the rows, each record tagged with this actor
+        and the task's start and end (the driver derives the actors' idle time from them)."""
         start = time.time()
+        chunk = rows_of(batch)
         if self.error is not None:
-            indices = [int(i) for i in batch["index"]]
-            records: list[dict[str, Any]] = [{"error": self.error} for _ in indices]
+            indices, records = [i for i, _ in chunk], [{"error": self.error} for _ in chunk]
         else:
-            indices, records = self.run(batch)
+            # One decode thread: the actor's CPUs belong to its engine.
+            indices, records = run_chunk(self.kernel, self.engine, chunk, workers=1)
         task = [start, time.time()]
         for record in records:
             record.update(worker=self.worker, task=task)
         return encode_records(indices, records)
+
+
+def run_tasks(batch: dict[str, Any], kernel: Kernel, cwd: str | None = None) -> dict[str, Any]:
+    """A Ray task for a kernel without a model (scoring saved predictions)."""
+    import ray
+
+    follow_driver(cwd)
+    worker = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    indices, records = run_chunk(kernel, None, rows_of(batch), workers=1)
+    for record in records:
+        record["worker"] = worker
+    return encode_records(indices, records)
+
+
+def rows_of(batch: dict[str, Any]) -> list[tuple[int, Any]]:
+    return [(int(i), pickle.loads(blob)) for i, blob in zip(batch["index"], batch["item"],
+                                                            strict=True)]
+
+
+def run_chunk(kernel: Kernel, engine: Any, chunk: list[tuple[int, Any]], *,
+              workers: int) -> tuple[list[int], list[dict[str, Any]]]:
+    """The kernel's records for `chunk`, wire-ready; a user error that is not a bad file
+    (e.g. --out not writable) answers every row not yet done with that one line."""
+    indices: list[int] = []
+    records: list[dict[str, Any]] = []
+    try:
+        for index, record in kernel.run(engine, chunk, workers=workers):
+            indices.append(index)
+            records.append(to_wire(record))
+    except OcrnetError as err:
+        done = set(indices)
+        for index, _ in chunk:
+            if index not in done:
+                indices.append(index)
+                records.append({"error": str(err)})
+    return indices, records
 
 
 def follow_driver(cwd: str | None) -> None:

@@ -183,10 +183,11 @@ _SHAPES_CACHE: dict[str, dict[str, tuple[int, ...]]] = {}
 
 def _expected_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     if variant not in _SHAPES_CACHE:
-        from ocrnet.model import build_model
+        from ocrnet.model.segmentor import OCRNet  # not ocrnet.model: that imports this module
+        from ocrnet.model.variants import get_variant
 
         with torch.device("meta"):
-            model = build_model(variant)
+            model = OCRNet(get_variant(variant), num_classes=19)
         _SHAPES_CACHE[variant] = {
             k: tuple(v.shape) for k, v in model.state_dict().items()
             if not k.endswith("num_batches_tracked")

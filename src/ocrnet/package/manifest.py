@@ -17,7 +17,7 @@ from ocrnet.precision import Precision
 FORMAT = "ocrnet-engine"
 FORMAT_VERSION = 1
 MANIFEST = "ocrnet.json"
-_PARTIAL = ".partial-"
+PARTIAL = ".partial-"  # in the name of a package being written
 
 #: Tensor names of every exported graph and package: `input` (NCHW float32, normalized) ->
 #: `labels` (N, H, W uint8 argmax) and `logits` (N, C, H, W float32).
@@ -203,7 +203,7 @@ def check_member_name(name: Any, *, where: str = MANIFEST) -> str:
     return name
 
 
-def _member(root: Path, name: str) -> os.stat_result | None:
+def member_stat(root: Path, name: str) -> os.stat_result | None:
     """lstat of `root/name` after checking no component is a symlink; None if missing."""
     current = root
     info = None

@@ -14,13 +14,13 @@ from typing import Any
 from ocrnet.errors import PackageError
 from ocrnet.fileio import sha256_file
 from ocrnet.package.manifest import (
-    _PARTIAL,
     MANIFEST,
     MAX_FILE_BYTES,
     MAX_MANIFEST_BYTES,
+    PARTIAL,
     Manifest,
-    _member,
     check_member_name,
+    member_stat,
 )
 from ocrnet.precision import Precision
 
@@ -81,7 +81,7 @@ def read_package(path: str | os.PathLike[str], *, verify: bool = True) -> Packag
         raise PackageError(f"engine package {path} does not exist or is not a directory")
     if not os.path.lexists(path / MANIFEST):
         hint = (" (it is the staging directory of an interrupted build: delete it and build again)"
-                if _PARTIAL in path.name else "; build one with `ocrnet build`")
+                if PARTIAL in path.name else "; build one with `ocrnet build`")
         raise PackageError(f"{path} is not an engine package: it has no {MANIFEST}{hint}")
     if (path / MANIFEST).is_symlink():
         raise PackageError(f"{path / MANIFEST} is a symbolic link; packages hold plain files only")
@@ -95,7 +95,7 @@ def read_package(path: str | os.PathLike[str], *, verify: bool = True) -> Packag
 def _verify_files(package: Package) -> None:
     missing, changed = [], []
     for name, digest in package.files.items():
-        info = _member(package.path, name)
+        info = member_stat(package.path, name)
         if info is None:
             missing.append(name)
             continue

@@ -14,7 +14,8 @@ from typing import Any
 
 from ocrnet.errors import PackageError
 from ocrnet.fileio import is_stale, output_error, prepare_folder, sha256_file, temp_suffix
-from ocrnet.package.manifest import _PARTIAL, FORMAT, FORMAT_VERSION, MANIFEST, Manifest
+from ocrnet.package.manifest import FORMAT, FORMAT_VERSION, MANIFEST, Manifest
+from ocrnet.package.manifest import PARTIAL as _PARTIAL
 from ocrnet.package.reader import Package, read_package, replaceable_package
 from ocrnet.precision import Precision
 

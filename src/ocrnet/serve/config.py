@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ocrnet.errors import ArgumentError, check_int
+from ocrnet.work.formats import HTTP_FORMATS
 
 HOST = "127.0.0.1"
 PORT = 8000
@@ -29,15 +30,9 @@ MAX_PIXELS = 64_000_000
 #: Batch size for a package with a dynamic batch axis and no --max-batch.
 DYNAMIC_MAX_BATCH = 8
 
-#: `format=` of POST /v1/segment -> the rendering `ocrnet.predict.encode_prediction` makes
-#: (None: the JSON summary, `ocrnet.predict.prediction_summary`).
-FORMATS: dict[str, str | None] = {
-    "labels": "trainids",
-    "labelids": "cityscapes",
-    "color": "color",
-    "overlay": "overlay",
-    "json": None,
-}
+#: `format=` of POST /v1/segment -> the rendering `encode_prediction` makes (None: the JSON
+#: summary): the one formats table, `ocrnet.work.formats`.
+FORMATS = HTTP_FORMATS
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import logging
 import time
@@ -62,14 +61,14 @@ async def segment(request: Request, format: str = "labels",
 
 async def _segment(request: Request, service: Service, fmt: str, opacity: float,
                    start: float) -> Response:
-    from ocrnet.errors import BadFileError, ImageTooLargeError
+    from ocrnet.errors import BadFileError, ImageTooLargeError, OcrnetError
+    from ocrnet.work.formats import check_choice, check_opacity
 
-    if fmt not in FORMATS:
-        hint = difflib.get_close_matches(fmt.lower(), FORMATS, n=1)
-        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise HttpError(422, f"unknown format {fmt!r}{maybe}; valid: {', '.join(FORMATS)}")
-    if not 0.0 <= opacity <= 1.0:
-        raise HttpError(422, f"opacity must be within 0..1, got {opacity}")
+    try:  # the one option check predict runs too
+        check_choice(fmt, list(FORMATS), "format")
+        check_opacity(opacity)
+    except OcrnetError as err:
+        raise HttpError(422, str(err)) from None
     rendering = FORMATS[fmt]
     ticket = service.admit()
     try:

@@ -194,8 +194,10 @@ class Service:
         return _Prepared(image, size, img if keep_original else None)
 
     def _infer(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        from ocrnet.work.kernels import batch_labels
+
         assert self.engine is not None
-        return self.engine.labels_at(batch, sizes, self.config.resize)
+        return batch_labels(self.engine, batch, sizes, self.config.resize)
 
     def _on_batch(self, images: int, seconds: float) -> None:
         self._batch_s = 0.8 * self._batch_s + 0.2 * seconds
@@ -203,7 +205,7 @@ class Service:
 
     async def encode(self, pred: np.ndarray, rendering: str | None,
                      original: np.ndarray | None, opacity: float) -> bytes | dict[str, Any]:
-        from ocrnet.predict import encode_prediction, prediction_summary
+        from ocrnet.work.formats import encode_prediction, prediction_summary
 
         def work() -> bytes | dict[str, Any]:
             if rendering is None:
