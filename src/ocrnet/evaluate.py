@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ocrnet import defaults
@@ -27,6 +28,7 @@ from ocrnet.eval_predictions import pair_predictions, predictions_result, score_
 from ocrnet.eval_result import EvalResult, model_result
 from ocrnet.work.kernels import PairKernel, ScoreKernel
 from ocrnet.work.local import Executor, LocalExecutor
+from ocrnet.work.modes import Mode
 from ocrnet.work.plan import EvalOptions, EvalPlan, check_run_options, limited, prediction_dir
 from ocrnet.work.tally import Tally
 
@@ -55,6 +57,12 @@ def evaluate(
     threads: int | None = None,
     ray: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    mode: str | Mode = defaults.MODE,
+    crop: Any = None,
+    stride: Any = None,
+    ratios: Sequence[float] | None = None,
+    flip: bool = False,
+    calibration: bool = False,
 ) -> EvalResult:
     """Score a model on a Cityscapes split.
 
@@ -68,12 +76,17 @@ def evaluate(
     or an address; `workers` is then the number of engine actors, `threads` each one's
     threads), see `ocrnet.jobs`; the metrics are identical to an in-process run.
     `max_pixels`: an image or label whose header claims more pixels is refused before decoding
-    (a `BadFileError`, which `skip_bad` skips).
+    (a `BadFileError`, which `skip_bad` skips). `mode` (`crop`, `stride`, `ratios`, `flip`):
+    mmseg's test mode, `ocrnet.work.modes`. `calibration`: also the max-softmax confidence of
+    every pixel into `result.extra["calibration"]` (`ocrnet.calibration`; None for a model
+    without logits).
     """
     check_run_options(resize, batch_size)
+    parsed = Mode.parse(mode, crop=crop, stride=stride, ratios=ratios, flip=flip)
     plan = EvalPlan(limited(discover(data_root, split), limit),
                     EvalOptions(scale, resize, batch_size, max_pixels,
-                                prediction_dir(save_predictions)), skip_bad)
+                                prediction_dir(save_predictions), parsed, calibration),
+                    skip_bad)
     executor = _executor(ray, workers, threads, device, trust_checkpoint, trust_package,
                          prefetch, model)
     tally = Tally(skip_bad)
@@ -92,6 +105,11 @@ def evaluate(
         empty_labels=[str(plan.samples[i].label) for i in tally.empty()])
     if "ray" in info:
         result.extra["ray"] = info["ray"]
+    result.extra.update({k: info[k] for k in ("mode", "crop", "stride", "ratios", "flip")
+                         if k in info} or parsed.to_dict())
+    if calibration:
+        result.extra["calibration"] = None if tally.calibration is None or \
+            tally.uncalibrated else tally.calibration.to_dict()
     return result
 
 

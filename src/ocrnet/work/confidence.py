@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+#: The confidence PNG beside an image's labels (`predict --confidence`).
+CONFIDENCE_SUFFIX = "_confidence.png"
+
 
 def confidence_at(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 max softmax probability of (C, h, w) logits resized to `size`.

@@ -121,6 +121,10 @@ class Mode:
         return out
 
 
+#: The default mode: mmseg's whole-image test (what the OCRNet Cityscapes config runs).
+WHOLE = Mode()
+
+
 def _check_stride(crop: Size, stride: Size) -> None:
     if stride.height > crop.height or stride.width > crop.width:
         raise OcrnetError(f"--stride {stride} is larger than --crop {crop}: the tiles would "
@@ -332,9 +336,19 @@ def _back(logits: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
     return logits_to_labels(logits, size)
 
 
+class NoLogitsError(OcrnetError):
+    """The engine gives labels only (a package built with `--outputs labels`)."""
+
+
+def gives_logits(engine: Engine) -> bool:
+    """False for a package whose manifest lists no logits output (`build --outputs labels`)."""
+    outputs = engine.metadata.get("outputs")
+    return not isinstance(outputs, (list, tuple)) or "logits" in outputs
+
+
 def _logits(engine: Engine, logits: np.ndarray | None, need: str) -> np.ndarray:
     if logits is None:
-        raise OcrnetError(f"engine {engine.display_name} returns no logits, which {need} "
+        raise NoLogitsError(f"engine {engine.display_name} returns no logits, which {need} "
                           "need; use --mode whole without --confidence")
     return np.asarray(logits, np.float32)
 
