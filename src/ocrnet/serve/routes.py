@@ -35,14 +35,20 @@ def _service(request: Request) -> Service:
 
 
 async def segment(request: Request, format: str = "labels",
-                  opacity: float = defaults.OPACITY) -> Response:
-    """POST /v1/segment?format=labels|labelids|color|overlay|json[&opacity=0.5]."""
+                  opacity: float = defaults.OPACITY, mode: str = defaults.MODE) -> Response:
+    """POST /v1/segment?format=labels|labelids|color|overlay|json|confidence[&opacity=0.5]
+    [&mode=whole|slide|aug] (a test mode or confidence: `ocrnet.serve.modes`)."""
+    from ocrnet.serve.modes import CONFIDENCE, segment_with_mode
+
     service = _service(request)
     start = time.monotonic()
     code = 500
     service.metrics.in_flight.inc()
     try:
-        response = await _segment(request, service, format, opacity, start)
+        if format == CONFIDENCE or mode != defaults.MODE:
+            response = await segment_with_mode(request, service, format, mode, opacity, start)
+        else:
+            response = await _segment(request, service, format, opacity, start)
         code = response.status_code
         return response
     except HttpError as err:
@@ -110,7 +116,7 @@ async def model_info(request: Request) -> dict[str, Any]:
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "serving": {
             "ready": service.ready.is_set(),
-            "formats": list(FORMATS),
+            "formats": [*FORMATS, "confidence"], "modes": list(defaults.MODES),
             "max_batch": service.max_batch,
             "pad_to": service.static_batch,
             "max_wait_ms": (service.max_wait_s * 1000 if service.max_wait_s is not None

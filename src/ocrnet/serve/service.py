@@ -75,6 +75,8 @@ class Service:
         self.error: str | None = None
         self.ready = threading.Event()
         self._lock = threading.Lock()
+        # One engine call at a time: the batcher's, or a test mode's (ocrnet.serve.modes).
+        self.engine_lock = threading.Lock()
         self._waiting = 0
         self._batch_s = 1.0  # running estimate of one inference call, for Retry-After
         self._pool = ThreadPoolExecutor(config.workers or min(4, os.cpu_count() or 1),
@@ -197,7 +199,8 @@ class Service:
         from ocrnet.work.kernels import batch_labels
 
         assert self.engine is not None
-        return batch_labels(self.engine, batch, sizes, self.config.resize)
+        with self.engine_lock:
+            return batch_labels(self.engine, batch, sizes, self.config.resize)
 
     def _on_batch(self, images: int, seconds: float) -> None:
         self._batch_s = 0.8 * self._batch_s + 0.2 * seconds
