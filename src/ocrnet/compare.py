@@ -158,15 +158,15 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
 
 
 def _mode_for(mode: Mode, engines: list[Engine], explain: bool) -> Mode:
-    """The mode checked for every model: slide's crop is a static package's input (all alike)."""
+    """The mode checked for every model; slide's crop defaults to a static package's input,
+    so the reference and dynamic models run the very same tiles."""
     if mode.name != "whole" and explain:
         raise OcrnetError("--explain runs --mode whole (its flips and layers are per input)")
-    resolved = [mode.for_engine(e) for e in engines]
-    if len({(m.crop, m.stride) for m in resolved}) > 1:
-        raise OcrnetError("--mode slide: the static packages have different input sizes; "
-                          "compare them in separate runs")
-    return next((m for m, e in zip(resolved, engines, strict=True) if static_size(e)),
-                resolved[0] if resolved else mode)
+    sizes = {static_size(e) for e in engines} - {None}
+    if mode.name == "slide" and mode.crop is None and len(sizes) == 1:
+        mode = Mode.parse("slide", crop=sizes.pop(), stride=mode.stride)
+    resolved = [mode.for_engine(e) for e in engines]  # one-line errors (crop, aug on static)
+    return resolved[0] if resolved else mode
 
 
 def _infer(engine: Engine, bgr: np.ndarray, x: np.ndarray, mode: Mode,
