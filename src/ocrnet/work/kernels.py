@@ -110,7 +110,7 @@ class PredictKernel:
         check_cityscapes_classes(self.options.format, classes, name)
         self.mode, self.scale = mode_setup(engine, self.options.mode, self.options.scale)
         return {"scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
-                "num_classes": classes, **self.mode.to_dict()}
+                "num_classes": classes, **self.mode.to_dict(default=False)}
 
     def run(self, engine: Engine | None, chunk: Chunk, *, workers: int | None = None,
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -201,7 +201,7 @@ class ScoreKernel:
         self.calibration = self.options.calibration and gives_logits(engine)
         return {"scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
                 "scale_source": scale_source(engine, self.options.scale),
-                **self.mode.to_dict()}
+                **self.mode.to_dict(default=False)}
 
     def run(self, engine: Engine | None, chunk: Chunk, *, workers: int | None = None,
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -109,8 +109,11 @@ class Mode:
             return scale if scale is not None else defaults.SCALE
         return engine.default_scale(scale)
 
-    def to_dict(self) -> dict[str, Any]:
-        """What every JSON records: `{"mode": ..., ...}` with only this mode's own options."""
+    def to_dict(self, default: bool = True) -> dict[str, Any]:
+        """What every JSON records: `{"mode": ..., ...}` with only this mode's own options
+        (`default=False`: nothing for whole, where older records have no key)."""
+        if not default and self.name == "whole":
+            return {}
         out: dict[str, Any] = {"mode": self.name}
         if self.name == "slide":
             out["crop"] = None if self.crop is None else str(self.crop)
