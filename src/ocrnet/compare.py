@@ -103,16 +103,14 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                    flip: bool = False) -> dict[str, Any]:
     """Compare each model with the PyTorch fp32 reference on the images under `images`.
 
-    `mode` (`crop`, `stride`, `ratios`, `flip`): mmseg's test mode, run alike on the reference
-    and every model (`ocrnet.work.modes`); slide compares the tiled logits, aug the merged
-    softmax at the original size.
+    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`, alike on the reference
+    and every model; slide compares tiled logits, aug the merged softmax.
 
     `explain` adds, per model, label flips (class-to-class matrix, boundary vs interior
     rates), a heat-map of where they land and, for ONNX-based packages, the `top_k` layers
     adding the most error on the first `explain_images` images (`ocrnet.explain`); the
     heat-maps and `explain.md` go to `explain_dir` (default: `compare-explain`).
     """
-    from ocrnet.data.transforms import DEFAULT_SCALE
 
     paths = [Path(m) for m in models if not isinstance(m, Engine)]
     ref_path = _reference_path(paths, Path(reference) if reference else None)
@@ -126,10 +124,8 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                 engines.append((str(m.metadata.get("name", type(m).__name__)), m, False))
             else:
                 engines.append((str(m), open_model(m, device=device, **trust), True))
-        parsed = _mode_for(Mode.parse(mode, crop=crop, stride=stride, ratios=ratios, flip=flip),
-                           [e for _, e, _ in engines], explain)
-        scale: Any = next((e.native_scale for _, e, _ in engines if e.native_scale),
-                          DEFAULT_SCALE) if parsed.name == "whole" else defaults.SCALE
+        parsed, scale = _mode_for(Mode.parse(mode, crop=crop, stride=stride, ratios=ratios,
+                                             flip=flip), [e for _, e, _ in engines], explain)
         tallies, flips, inputs = _run_all(ref, [e for _, e, _ in engines], files, scale,
                                           explain, explain_images, parsed)
     finally:
@@ -157,16 +153,19 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
     return report
 
 
-def _mode_for(mode: Mode, engines: list[Engine], explain: bool) -> Mode:
-    """The mode checked for every model; slide's crop defaults to a static package's input,
-    so the reference and dynamic models run the very same tiles."""
+def _mode_for(mode: Mode, engines: list[Engine], explain: bool) -> tuple[Mode, Any]:
+    """The mode checked for every model, and the scale all see: whole fits the first static
+    model's input; slide's crop defaults to a static package's input, so the reference and
+    dynamic models run the very same tiles."""
     if mode.name != "whole" and explain:
         raise OcrnetError("--explain runs --mode whole (its flips and layers are per input)")
     sizes = {static_size(e) for e in engines} - {None}
     if mode.name == "slide" and mode.crop is None and len(sizes) == 1:
         mode = Mode.parse("slide", crop=sizes.pop(), stride=mode.stride)
     resolved = [mode.for_engine(e) for e in engines]  # one-line errors (crop, aug on static)
-    return resolved[0] if resolved else mode
+    if mode.name != "whole":
+        return resolved[0] if resolved else mode, defaults.SCALE
+    return mode, next((e.native_scale for e in engines if e.native_scale), defaults.SCALE)
 
 
 def _infer(engine: Engine, bgr: np.ndarray, x: np.ndarray, mode: Mode,

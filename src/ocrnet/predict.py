@@ -113,10 +113,8 @@ def predict(
     skips the images already done (`predict_run(...).resumed`); another model or options, or
     files no record owns, are refused in one line unless `overwrite`, which replaces this
     run's outputs (and nothing else in the folder).
-
-    `mode` (`crop`, `stride`, `ratios`, `flip`): mmseg's test mode (`ocrnet.work.modes`:
-    whole, slide, aug). `confidence`: also `<name>_confidence.png`, the max softmax
-    probability p as round(p * 255).
+    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`. `confidence`: also
+    `<name>_confidence.png`, round(255 * max softmax probability).
     """
     return predict_run(
         model_or_engine, inputs, out_dir, format=format, color=color, overlay=overlay,

@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,9 @@ import numpy as np
 
 from ocrnet import defaults
 from ocrnet.data.cityscapes import CLASSES
-from ocrnet.data.video import VideoReader, VideoWriter
+from ocrnet.data.video import Frame, VideoReader, VideoWriter
 from ocrnet.engines import opened_engine
 from ocrnet.engines.base import Engine
-from ocrnet.errors import OcrnetError
 from ocrnet.fileio import atomic_write_bytes, atomic_write_text, prepare_folder
 from ocrnet.predict import FORMATS, encode_prediction
 from ocrnet.progress import progress_bar
@@ -38,6 +38,7 @@ from ocrnet.shapes import Size
 from ocrnet.visualize import encode_png
 from ocrnet.visualize import overlay as blend
 from ocrnet.work.confidence import confidence_png
+from ocrnet.work.formats import check_choice, check_opacity
 from ocrnet.work.modes import Mode, ModePrediction, predict_image
 
 CONFIDENCE_SUFFIX = "_confidence.png"
@@ -70,19 +71,13 @@ def predict_video(
     trust_package: bool = False,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Predict the frames of `video` (see the module docstring); returns what the JSON holds.
-
-    Options as `ocrnet.predict.predict` (`mode`, `crop`, `stride`, `ratios`, `flip` as in
-    `ocrnet.work.modes.Mode.parse`); `every`, `start`, `duration` select frames
-    (`ocrnet.data.video.VideoReader`). Checks every option before the first frame is decoded.
-    """
+    """Predict the frames of `video` (module docstring), return the JSON's content. Options
+    as `ocrnet.predict.predict`; `every`, `start`, `duration`: `ocrnet.data.video`."""
     from ocrnet.data.transforms import parse_scale
 
     parsed = Mode.parse(mode, crop=crop, stride=stride, ratios=ratios, flip=flip)
-    if format not in FORMATS:
-        raise OcrnetError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
-    if not 0.0 <= opacity <= 1.0:
-        raise OcrnetError(f"opacity must be within 0..1, got {opacity}")
+    check_choice(format, list(FORMATS), "format")
+    check_opacity(opacity)
     suffix = FORMATS[format]
     out = prepare_folder(out_dir)
     reader = VideoReader(video, every=every, start=start, duration=duration)
@@ -94,22 +89,12 @@ def predict_video(
         record = _header(reader, parsed, out / f"{stem}_frames.json")
         writer = (VideoWriter(out / f"{stem}_overlay.mp4", reader.info.fps / every,
                               (reader.info.height, reader.info.width)) if overlay else None)
+        run = _FrameRun(engine, parsed, limit, batch_size, resize, confidence,
+                        out / stem if frames else None, format, suffix, opacity)
         try:
             with progress_bar(reader.planned() or 0, progress, "predict", unit="frame") as bar:
                 for frame in reader:
-                    began = time.perf_counter()
-                    pred = predict_image(engine, frame.image, parsed, scale=limit,
-                                         batch=batch_size, resize=resize, confidence=confidence)
-                    ms = (time.perf_counter() - began) * 1e3
-                    row = {"index": frame.index, "time": round(frame.time, 6),
-                           "ms": round(ms, 3), "fractions": _fractions(pred.labels)}
-                    if frames:
-                        row.update(_write_frame(out / f"{stem}_{frame.index:06d}", pred,
-                                                format, suffix))
-                    if writer is not None:
-                        writer.write(blend(frame.image[:, :, ::-1], pred.labels,
-                                           opacity)[:, :, ::-1])
-                    record["frames"].append(row)
+                    record["frames"].append(run.frame(frame, writer))
                     bar.update(1)
         except BaseException:
             if writer is not None:
@@ -118,6 +103,36 @@ def predict_video(
         if writer is not None:
             record["overlay"] = str(writer.close())
     return _finish(record)
+
+
+@dataclass
+class _FrameRun:
+    """One frame's work: predict, time it, write its PNGs and its overlay frame."""
+
+    engine: Engine
+    mode: Mode
+    scale: Any
+    batch: int
+    resize: str
+    confidence: bool
+    frames_base: Path | None  # out_dir / stem with --frames
+    format: str
+    suffix: str
+    opacity: float
+
+    def frame(self, frame: Frame, writer: VideoWriter | None) -> dict[str, Any]:
+        began = time.perf_counter()
+        pred = predict_image(self.engine, frame.image, self.mode, scale=self.scale,
+                             batch=self.batch, resize=self.resize, confidence=self.confidence)
+        ms = (time.perf_counter() - began) * 1e3
+        row = {"index": frame.index, "time": round(frame.time, 6), "ms": round(ms, 3),
+               "fractions": _fractions(pred.labels)}
+        if self.frames_base is not None:
+            base = self.frames_base.with_name(f"{self.frames_base.name}_{frame.index:06d}")
+            row.update(_write_frame(base, pred, self.format, self.suffix))
+        if writer is not None:
+            writer.write(blend(frame.image[:, :, ::-1], pred.labels, self.opacity)[:, :, ::-1])
+        return row
 
 
 def _header(reader: VideoReader, mode: Mode, json_path: Path) -> dict[str, Any]:
