@@ -71,8 +71,10 @@ def cell(package: str, scenes: str, mode: dict, threads: int | None) -> dict:
     matrix, times, peak = ConfusionMatrix(), [], PeakRss()
     with open_model(package, threads=threads) as engine:
         parsed = Mode.parse(**mode).for_engine(engine)
-        limit = parsed.scale(engine, None)
         images = [read_image(s.image) for s in samples]
+        # the scenes' own size (at 1024x2048 that is mmseg's 2048x1024: a no-op either way)
+        own = (images[0].shape[1], images[0].shape[0])
+        limit = parsed.scale(engine, None if parsed.name == "aug" else own)
         predict_image(engine, images[0], parsed, scale=limit)  # warm-up
         peak.reset()
         for sample, image in zip(samples, images, strict=True):

@@ -27,8 +27,9 @@ def test_frames_equal_predict_on_the_frame_as_png(tmp_path: Path, engine):
     from ocrnet.visualize import write_png
 
     clip = write_clip(tmp_path / "clip.mp4", 6)
+    # --scale at the clip's size: mmseg's 2048x1024 would upscale these small frames
     record = predict_video(engine, clip, tmp_path / "out", every=2, overlay=True, frames=True,
-                           confidence=True, progress=False)
+                           confidence=True, progress=False, scale="80x48")
     assert [r["index"] for r in record["frames"]] == [0, 2, 4]
     assert record["mode"] == "whole" and record["summary"]["frames"] == 3
     assert json.loads(Path(record["json"]).read_text())["frames"][1]["index"] == 2
@@ -36,7 +37,7 @@ def test_frames_equal_predict_on_the_frame_as_png(tmp_path: Path, engine):
     # the frame decoded from the clip (lossless PNG) through predict gives the same label bytes
     frame = next(f for f in VideoReader(clip) if f.index == 2)
     png = write_png(tmp_path / "frame.png", frame.image[:, :, ::-1])
-    (result,) = predict(engine, png, tmp_path / "png", progress=False)
+    (result,) = predict(engine, png, tmp_path / "png", progress=False, scale="80x48")
     assert Path(result["labels"]).read_bytes() == \
         Path(record["frames"][1]["labels"]).read_bytes()
     conf = Path(record["frames"][1]["confidence"])
@@ -52,7 +53,7 @@ def test_slide_on_video_and_a_bad_clip(tmp_path: Path, engine):
 
     clip = write_clip(tmp_path / "clip.mp4", 2)
     record = predict_video(engine, clip, tmp_path / "out", mode="slide", crop="32x48",
-                           stride="16x24", progress=False)
+                           stride="16x24", progress=False, scale="80x48")
     assert record["crop"] == "32x48" and len(record["frames"]) == 2
     assert not list((tmp_path / "out").glob("*.png"))  # no --frames: only the JSON
     bad = tmp_path / "bad.mp4"
