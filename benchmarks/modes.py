@@ -199,7 +199,7 @@ def main() -> None:
             kind = mode["mode"]
             res = _run_cell(packages[kind], scenes, mode, args.threads)
             print(f"| {row} | {name} | {res['ms']:.1f} | {res['rss_mb']:.0f} | "
-                  f"{res['miou']:.2f} |", flush=True)
+                  f"{100 * res['miou']:.2f} |", flush=True)
     video = _video(args, work, _packages(args, work, args.rows[0])["whole"])
     rss = {k: round(v, 1) for k, v in video.items() if k.startswith("rss")}
     print(f"video ({args.rows[0]}, whole, {video['frames']} frames): {video['video_fps']:.2f} "
