@@ -23,7 +23,9 @@ from test_serve import Server, demo_package, images  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = Server(demo_package())
+    # --scale 256x128: the 50x90 test image becomes 128x230, 9 tiles of the package's 64x128
+    # (mmseg's 2048x1024 would make it 1024x1843, hundreds of tiles)
+    srv = Server(demo_package(), "--scale", "256x128")
     try:
         srv.wait_ready()
         yield srv
@@ -45,7 +47,7 @@ def test_slide_and_confidence_equal_predict(server: Server):
     whole = _post(server, path.read_bytes())
     assert whole.status_code == 422
     (want,) = predict(demo_package(), [path], workdir() / "serve-modes-out", mode="slide",
-                      confidence=True, progress=False, overwrite=True)
+                      confidence=True, progress=False, overwrite=True, scale="256x128")
     got = _post(server, path.read_bytes(), mode="slide")
     assert got.status_code == 200 and got.headers["x-ocrnet-mode"] == "slide"
     assert got.content == Path(want["labels"]).read_bytes()
