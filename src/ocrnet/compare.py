@@ -20,8 +20,9 @@ from ocrnet import defaults
 from ocrnet.data.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES  # the one set
 from ocrnet.data.select import pick_evenly
 from ocrnet.engines import open_model
-from ocrnet.engines.base import Engine
+from ocrnet.engines.base import Engine, InferResult
 from ocrnet.errors import DataError, OcrnetError
+from ocrnet.work.modes import Mode, aug_probs, image_logits, static_size
 
 
 def image_files(root: str | os.PathLike[str], count: int | None = None) -> list[Path]:
@@ -115,15 +116,19 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                    count: int | None = None, json_out: str | os.PathLike[str] | None = None,
                    trust_checkpoint: bool = False, trust_package: bool = False,
                    explain: bool = False, explain_dir: str | os.PathLike[str] | None = None,
-                   top_k: int = 10, explain_images: int = 1) -> dict[str, Any]:
+                   top_k: int = 10, explain_images: int = 1, mode: str = defaults.MODE,
+                   crop: Any = None, stride: Any = None, ratios: Sequence[float] | None = None,
+                   flip: bool = False) -> dict[str, Any]:
     """Compare each model with the PyTorch fp32 reference on the images under `images`.
+
+    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`, alike on the reference
+    and every model; slide compares tiled logits, aug the merged softmax.
 
     `explain` adds, per model, label flips (class-to-class matrix, boundary vs interior
     rates), a heat-map of where they land and, for ONNX-based packages, the `top_k` layers
     adding the most error on the first `explain_images` images (`ocrnet.explain`); the
     heat-maps and `explain.md` go to `explain_dir` (default: `compare-explain`).
     """
-    from ocrnet.data.transforms import DEFAULT_SCALE
 
     paths = [Path(m) for m in models if not isinstance(m, Engine)]
     ref_path = _reference_path(paths, Path(reference) if reference else None, images)
@@ -137,10 +142,10 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
                 engines.append((str(m.metadata.get("name", type(m).__name__)), m, False))
             else:
                 engines.append((str(m), open_model(m, device=device, **trust), True))
-        scale: Any = next((e.native_scale for _, e, _ in engines if e.native_scale),
-                          DEFAULT_SCALE)
+        parsed, scale = _mode_for(Mode.parse(mode, crop=crop, stride=stride, ratios=ratios,
+                                             flip=flip), [e for _, e, _ in engines], explain)
         tallies, flips, inputs = _run_all(ref, [e for _, e, _ in engines], files, scale,
-                                          explain, explain_images)
+                                          explain, explain_images, parsed)
     finally:
         ref.close()
         for _, engine, owned in engines:
@@ -152,7 +157,7 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
         rows.append({"model": name, "backend": meta.get("backend"),
                      "precision": meta.get("precision"), **tally.row()})
     report = {"reference": str(ref_path), "images": len(files), "device": device,
-              "models": rows}
+              **parsed.to_dict(), "models": rows}
     if explain:
         from ocrnet.explain import attach
 
@@ -166,8 +171,36 @@ def compare_models(models: Sequence[str | os.PathLike[str] | Engine],
     return report
 
 
+def _mode_for(mode: Mode, engines: list[Engine], explain: bool) -> tuple[Mode, Any]:
+    """The mode checked for every model, and the scale all see: whole fits the first static
+    model's input; slide's crop defaults to a static package's input, so the reference and
+    dynamic models run the very same tiles."""
+    if mode.name != "whole" and explain:
+        raise OcrnetError("--explain runs --mode whole (its flips and layers are per input)")
+    sizes = {static_size(e) for e in engines} - {None}
+    if mode.name == "slide" and mode.crop is None and len(sizes) == 1:
+        mode = Mode.parse("slide", crop=sizes.pop(), stride=mode.stride)
+    resolved = [mode.for_engine(e) for e in engines]  # one-line errors (crop, aug on static)
+    if mode.name != "whole":
+        return resolved[0] if resolved else mode, defaults.SCALE
+    return mode, next((e.native_scale for e in engines if e.native_scale), defaults.SCALE)
+
+
+def _infer(engine: Engine, bgr: np.ndarray, x: np.ndarray, mode: Mode,
+           logits: bool) -> InferResult:
+    """One image through `engine` in `mode`: whole as is, slide's summed logits, aug's mean
+    softmax (at the original size) in place of logits."""
+    if mode.name == "whole":
+        return engine.infer(x, return_logits=logits)
+    if mode.name == "slide":
+        out = image_logits(engine, x[0], mode)
+    else:
+        out = aug_probs(engine, bgr, mode.ratios, mode.flip)
+    return InferResult(out.argmax(0)[None].astype(np.uint8), out[None])
+
+
 def _run_all(ref: Engine, engines: list[Engine], files: list[Path], scale: Any, explain: bool,
-             explain_images: int) -> tuple[list[_Tally], list[Any], list[np.ndarray]]:
+             explain_images: int, mode: Mode) -> tuple[list[_Tally], list[Any], list[np.ndarray]]:
     """Every image through the reference and each engine: the tallies, the label flips
     (with `explain`), and the first `explain_images` inputs for the per-layer divergence."""
     from ocrnet.data.transforms import preprocess, read_image, resize
@@ -180,7 +213,7 @@ def _run_all(ref: Engine, engines: list[Engine], files: list[Path], scale: Any, 
     for file in files:
         bgr = read_image(file)
         x = preprocess(bgr, scale)[None]
-        want = ref.infer(x, return_logits=True)
+        want = _infer(ref, bgr, x, mode, True)
         if not tallies:
             tallies = [_Tally(want.logits.shape[1]) for _ in engines]
             flips = [FlipTally(want.logits.shape[1]) for _ in engines]
@@ -188,12 +221,12 @@ def _run_all(ref: Engine, engines: list[Engine], files: list[Path], scale: Any, 
             inputs.append(x)
         for i, engine in enumerate(engines):
             try:
-                got = engine.infer(x, return_logits=logits_ok[i])
+                got = _infer(engine, bgr, x, mode, logits_ok[i])
             except OcrnetError:
                 if not logits_ok[i]:
                     raise
                 logits_ok[i] = False  # a labels-only model: compare labels
-                got = engine.infer(x)
+                got = _infer(engine, bgr, x, mode, False)
             tallies[i].update(want.labels, want.logits, got.labels, got.logits)
             if explain:
                 flips[i].update(want.labels[0], got.labels[0],

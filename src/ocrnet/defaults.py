@@ -34,6 +34,17 @@ BATCH_SIZE = 1
 PREDICT_FORMAT = "trainids"
 OPACITY = 0.5
 
+# --- test modes (ocrnet.work.modes) -------------------------------------------------------------
+#: mmseg's test modes: "whole" (the OCRNet Cityscapes config's), "slide" (tiles) or "aug"
+#: (multi-scale + flip).
+MODES = ("whole", "slide", "aug")
+MODE = "whole"
+#: slide's tile, HEIGHTxWIDTH, where the model has no static input: the config's training crop.
+#: The default stride is two thirds of the crop (mmseg's usual overlap, e.g. crop 512, stride 341).
+SLIDE_CROP = (512, 1024)
+#: aug's `Resize(scale_factor=r)` ratios: mmseg's Cityscapes `tta_pipeline`.
+AUG_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
 # --- int8 calibration -------------------------------------------------------------------------
 CALIB_SPLIT = "train"
 CALIB_COUNT = 32

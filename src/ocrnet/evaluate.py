@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ocrnet import defaults
@@ -27,6 +28,7 @@ from ocrnet.eval_predictions import pair_predictions, predictions_result, score_
 from ocrnet.eval_result import EvalResult, model_result
 from ocrnet.work.kernels import PairKernel, ScoreKernel
 from ocrnet.work.local import Executor, LocalExecutor
+from ocrnet.work.modes import Mode
 from ocrnet.work.plan import EvalOptions, EvalPlan, check_run_options, limited, prediction_dir
 from ocrnet.work.tally import Tally
 
@@ -55,44 +57,68 @@ def evaluate(
     threads: int | None = None,
     ray: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    mode: str | Mode = defaults.MODE,
+    crop: Any = None,
+    stride: Any = None,
+    ratios: Sequence[float] | None = None,
+    flip: bool = False,
+    calibration: bool = False,
 ) -> EvalResult:
     """Score a model on a Cityscapes split.
 
     `model` is an open `Engine` (left open) or a checkpoint / engine package path (opened on
-    `device` with `ocrnet.engines.open_model`, closed afterwards; `trust_checkpoint` /
-    `trust_package` as there). `scale` is the keep-ratio resize limit (default: a static
-    package's own input size, else 2048x1024, mmseg's). `save_predictions` writes
-    `<stem>_pred_labelIds.png` there (official labelIds). With `skip_bad` unreadable or
-    inconsistent samples are skipped and listed in the result instead of raising `DataError`.
-    `threads`: the engine's inference threads. `ray`: run on a Ray cluster (`"local"`, `"auto"`
-    or an address; `workers` is then the number of engine actors, `threads` each one's
-    threads), see `ocrnet.jobs`; the metrics are identical to an in-process run.
-    `max_pixels`: an image or label whose header claims more pixels is refused before decoding
-    (a `BadFileError`, which `skip_bad` skips).
+    `device` with `ocrnet.engines.open_model`, closed afterwards; `trust_*` as there). `scale`:
+    the keep-ratio resize limit (default: a static package's own input size, else mmseg's
+    2048x1024). `save_predictions` writes `<stem>_pred_labelIds.png` there. `skip_bad`: skip and
+    list unreadable or inconsistent samples instead of raising `DataError`. `threads`: the
+    engine's inference threads. `ray`: on a Ray cluster (`"local"`, `"auto"` or an address;
+    `workers` engine actors of `threads` each), see `ocrnet.jobs`; identical metrics.
+    `max_pixels`: bigger images or labels are refused before decoding (a `BadFileError`).
+    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`. `calibration`:
+    `result.extra["calibration"]` (`ocrnet.calibration`).
     """
     check_run_options(resize, batch_size)
-    plan = EvalPlan(limited(discover(data_root, split), limit),
-                    EvalOptions(scale, resize, batch_size, max_pixels,
-                                prediction_dir(save_predictions)), skip_bad)
+    plan = EvalPlan(limited(discover(data_root, split), limit), EvalOptions(
+        scale, resize, batch_size, max_pixels, prediction_dir(save_predictions),
+        Mode.parse(mode, crop=crop, stride=stride, ratios=ratios, flip=flip), calibration),
+        skip_bad)
     executor = _executor(ray, workers, threads, device, trust_checkpoint, trust_package,
                          prefetch, model)
     tally = Tally(skip_bad)
     start = time.perf_counter()
     info = executor.run(model, ScoreKernel(plan.options), plan.samples, desc="eval",
                         progress=progress, on_record=tally.add)
+    result = _scored(tally, info, plan, str(model), data_root, split, start)
+    _extras(result, info, plan.options.mode, tally if calibration else None)
+    return result
+
+
+def _scored(tally: Tally, info: dict[str, Any], plan: EvalPlan, model: str,
+            data_root: str | os.PathLike[str], split: str, start: float) -> EvalResult:
+    """The run's `EvalResult` from its tally and what the kernel's setup chose."""
     scored = tally.scored_in_order()
-    scale_used = info.get("scale", scale)
-    result = model_result(
-        tally.confusion, tally.num_images, info.get("model", str(model)), data_root, split,
-        skipped=tally.skipped_in_order(), skip_bad=skip_bad,
+    scale_used = info.get("scale", plan.options.scale)
+    return model_result(
+        tally.confusion, tally.num_images, info.get("model", model), data_root, split,
+        skipped=tally.skipped_in_order(), skip_bad=plan.skip_bad,
         scale=tuple(scale_used) if isinstance(scale_used, list) else scale_used,
-        scale_source=info.get("scale_source", "given"), resize=resize,
+        scale_source=info.get("scale_source", "given"), resize=plan.options.resize,
         seconds=time.perf_counter() - start, per_image=[cm.matrix for _, cm in scored],
         image_ids=[plan.samples[i].stem for i, _ in scored],
         empty_labels=[str(plan.samples[i].label) for i in tally.empty()])
+
+
+def _extras(result: EvalResult, info: dict[str, Any], mode: Mode, tally: Tally | None) -> None:
+    """The Ray block, the mode (as the kernel completed it) and, when asked, the calibration
+    block: None where some image had no confidence (a labels-only model)."""
     if "ray" in info:
         result.extra["ray"] = info["ray"]
-    return result
+    result.extra.update({k: info[k] for k in ("mode", "crop", "stride", "ratios", "flip")
+                         if k in info} or mode.to_dict())
+    if tally is not None:
+        cal = tally.calibration
+        result.extra["calibration"] = None if cal is None or tally.uncalibrated \
+            else cal.to_dict()
 
 
 def _executor(ray: str | None, workers: int | None, threads: int | None, device: str,

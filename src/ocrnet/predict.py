@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from ocrnet.work.formats import (
 )
 from ocrnet.work.kernels import PredictKernel
 from ocrnet.work.local import LocalExecutor
+from ocrnet.work.modes import Mode
 from ocrnet.work.plan import find_images, output_name, plan_predict, predict_options
 from ocrnet.work.record import model_identity, resume, run_identity
 from ocrnet.work.tally import Tally
@@ -85,6 +86,12 @@ def predict(
     ray: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
+    mode: str | Mode = defaults.MODE,
+    crop: Any = None,
+    stride: Any = None,
+    ratios: Sequence[float] | None = None,
+    flip: bool = False,
+    confidence: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every image in `inputs` and write PNGs of its original size to `out_dir`.
 
@@ -106,13 +113,16 @@ def predict(
     skips the images already done (`predict_run(...).resumed`); another model or options, or
     files no record owns, are refused in one line unless `overwrite`, which replaces this
     run's outputs (and nothing else in the folder).
+    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`. `confidence`: also
+    `<name>_confidence.png`, round(255 * max softmax probability).
     """
     return predict_run(
         model_or_engine, inputs, out_dir, format=format, color=color, overlay=overlay,
         opacity=opacity, scale=scale, batch_size=batch_size, device=device, resize=resize,
         workers=workers, progress=progress, trust_checkpoint=trust_checkpoint,
         trust_package=trust_package, threads=threads, skip_bad=skip_bad, ray=ray,
-        max_pixels=max_pixels, overwrite=overwrite).images
+        max_pixels=max_pixels, overwrite=overwrite, mode=mode, crop=crop, stride=stride,
+        ratios=ratios, flip=flip, confidence=confidence).images
 
 
 def predict_run(
@@ -137,12 +147,20 @@ def predict_run(
     ray: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
+    mode: str | Mode = defaults.MODE,
+    crop: Any = None,
+    stride: Any = None,
+    ratios: Sequence[float] | None = None,
+    flip: bool = False,
+    confidence: bool = False,
 ) -> PredictResult:
     """`predict` with the whole account: images written, resumed, skipped, the Ray block."""
     start = time.perf_counter()
     options = predict_options(format=format, color=color, overlay=overlay, opacity=opacity,
                               scale=scale, resize=resize, batch_size=batch_size,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, confidence=confidence,
+                              mode=Mode.parse(mode, crop=crop, stride=stride, ratios=ratios,
+                                              flip=flip))
     plan = plan_predict(inputs, out_dir, options, skip_bad=skip_bad)
     if ray is not None:
         from ocrnet.jobs.executor import RayExecutor

@@ -29,7 +29,9 @@ CASES = [
 ]
 
 
-def build_mmseg(config_name: str) -> torch.nn.Module:
+def build_mmseg(config_name: str, keep_preprocessor: bool = False) -> torch.nn.Module:
+    """mmseg's model, BN for SyncBN; without its data preprocessor unless asked (the goldens
+    feed normalized tensors; make_golden_modes.py's TTA case feeds images)."""
     import mmseg
     from mmengine.config import Config
     from mmseg.registry import MODELS
@@ -42,7 +44,8 @@ def build_mmseg(config_name: str) -> torch.nn.Module:
     cfg.model.backbone.norm_cfg = dict(type="BN", requires_grad=True)
     for head in cfg.model.decode_head:
         head.norm_cfg = dict(type="BN", requires_grad=True)
-    cfg.model.data_preprocessor = None
+    if not keep_preprocessor:
+        cfg.model.data_preprocessor = None
     return MODELS.build(cfg.model).eval()
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ocrnet.cli.options import add_device, add_model, add_output, add_trust, positive_int
+from ocrnet.cli.options import (
+    add_device,
+    add_mode,
+    add_model,
+    add_output,
+    add_trust,
+    mode_options,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=positive_int, help="use at most this many images")
     add_device(p)
     add_trust(p)
+    add_mode(p)
     p.add_argument("--explain", action="store_true",
                    help="also: label-flip matrix, flips on boundaries vs interiors, a heat-map, "
                         "and the layers adding the most error (ONNX-based packages)")
@@ -37,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
                             device=args.device, count=args.count, json_out=args.json_out,
                             trust_checkpoint=args.trust_checkpoint,
                             trust_package=args.trust_package, explain=args.explain,
-                            explain_dir=args.explain_dir, top_k=args.top_k)
+                            explain_dir=args.explain_dir, top_k=args.top_k,
+                            **mode_options(args))
     print(format_table(report))
     if args.explain:
         for row in report["models"]:

@@ -11,6 +11,7 @@ from ocrnet.cli.options import (
     add_batch_size,
     add_device,
     add_max_pixels,
+    add_mode,
     add_output,
     add_ray,
     add_resize,
@@ -18,6 +19,7 @@ from ocrnet.cli.options import (
     add_trust,
     add_workers,
     check_outputs,
+    mode_options,
     positive_int,
     write_json,
 )
@@ -54,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also evaluate this model (e.g. the fp32 checkpoint) on the same images "
                         "and report ΔmIoU with its 95%% paired bootstrap interval")
     add_max_pixels(p)
-    add_output(p)
+    add_mode(p)
+    add_output(p, json_help="write the results as JSON here, with the calibration block (mean "
+                            "confidence of right and wrong pixels, 10-bin reliability table, "
+                            "ECE; null for a model without logits)")
     p.set_defaults(handler=run)
 
 
@@ -80,7 +85,8 @@ def _against_reference(args: argparse.Namespace, result: Any) -> None:
                    scale=tuple(scale) if isinstance(scale, list) else scale,
                    device=args.device, skip_bad=args.skip_bad, max_pixels=args.max_pixels,
                    resize=args.resize, workers=args.workers, progress=args.progress,
-                   trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package)
+                   trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package,
+                   **mode_options(args))
     ci = result.delta_vs(ref)
     result.extra["reference"] = {"model": args.reference, "mIoU": ref.to_json()["mIoU"],
                                  **ci.to_json()}
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions:
         if model:
             raise OcrnetError("--predictions scores saved files: name no MODEL with it")
+        if args.mode != "whole":
+            raise OcrnetError("--mode runs a model; --predictions scores saved files")
         if args.save_predictions:
             raise OcrnetError("--save-predictions needs a model (MODEL); with --predictions the "
                               "predictions are already saved")
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             progress=args.progress, trust_checkpoint=args.trust_checkpoint,
             trust_package=args.trust_package, threads=args.threads, ray=args.ray,
+            calibration=bool(args.json_out), **mode_options(args),
         )
     if getattr(args, "reference", None):
         _against_reference(args, result)
@@ -123,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
         from ocrnet.jobs.cluster import summary_line
 
         print(summary_line(result.extra["ray"]))
+    calibration = result.extra.get("calibration")
+    if calibration and calibration["pixels"]:
+        from ocrnet.calibration import Calibration
+
+        print(Calibration.from_dict(calibration).table().splitlines()[-1])
     if result.skipped:
         print(f"skipped {len(result.skipped)} sample(s):")
         for skipped in result.skipped:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError, OcrnetError
-from ocrnet.shapes import InputShape, ShapeError, input_shape_arg, scale_arg
+from ocrnet.shapes import InputShape, ShapeError, input_shape_arg, scale_arg, size_arg
 
 TRUST_HELP = "allow full unpickling (runs code from the file: only for files you trust)"
 
@@ -167,3 +167,28 @@ def write_json(path: str, data: object) -> None:
     from ocrnet.fileio import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def add_mode(p: argparse.ArgumentParser) -> None:
+    """--mode whole|slide|aug with slide's --crop/--stride and aug's --ratios/--flip."""
+    g = p.add_argument_group("test mode (mmseg's; see ocrnet.work.modes)")
+    g.add_argument("--mode", choices=defaults.MODES, default=defaults.MODE,
+                   help="whole image, sliding window (tiles; runs any image size on a static "
+                        "package) or test-time augmentation (multi-scale + flip) "
+                        f"(default: {defaults.MODE})")
+    crop = "x".join(map(str, defaults.SLIDE_CROP))
+    g.add_argument("--crop", type=size_arg, metavar="HxW",
+                   help=f"slide's tile HEIGHTxWIDTH (default: a static package's input, else "
+                        f"{crop})")
+    g.add_argument("--stride", type=size_arg, metavar="HxW",
+                   help="slide's step HEIGHTxWIDTH (default: two thirds of the crop)")
+    g.add_argument("--ratios", type=positive_float, nargs="+", metavar="R",
+                   help="aug's resize ratios of the loaded image (default: "
+                        f"{' '.join(map(str, defaults.AUG_RATIOS))}, mmseg's Cityscapes TTA)")
+    g.add_argument("--flip", action="store_true", help="aug: also each view flipped")
+
+
+def mode_options(args: argparse.Namespace) -> dict[str, object]:
+    """The `add_mode` options as the Python API's keyword arguments (the same names)."""
+    return {"mode": args.mode, "crop": args.crop, "stride": args.stride,
+            "ratios": args.ratios, "flip": args.flip}

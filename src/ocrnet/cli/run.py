@@ -6,7 +6,7 @@ import argparse
 
 from ocrnet import defaults
 from ocrnet.cli.options import add_trust, positive_float, positive_int
-from ocrnet.shapes import scale_arg
+from ocrnet.shapes import scale_arg, size_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "bootstrap vs PyTorch eager fp32) reaches below -POINTS")
     p.add_argument("--resamples", type=positive_int,
                    help="bootstrap resamples for the ΔmIoU intervals (default: 2000)")
+    p.add_argument("--mode", choices=("whole", "slide"),
+                   help="the eval steps' test mode: whole image, or sliding window with the "
+                        "packages built at --crop (default: whole)")
+    p.add_argument("--crop", type=size_arg, metavar="HxW",
+                   help="slide's tile (default: 512x1024 within the image)")
+    p.add_argument("--stride", type=size_arg, metavar="HxW",
+                   help="slide's step (default: two thirds of the crop)")
     add_trust(p, package=False)  # the run opens the user's checkpoint, never others' packages
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=run)
@@ -56,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if "out" not in opts:
         checkpoint = opts.get("checkpoint")
         opts["out"] = "runs/demo" if checkpoint is None else f"runs/{Path(checkpoint).stem}"
-    if "scale" in opts:
-        opts["scale"] = tuple(opts["scale"])
+    for size in ("scale", "crop", "stride"):
+        if size in opts:
+            opts[size] = tuple(opts[size])
     run_pipeline(RunConfig(**opts))
     return 0

@@ -315,6 +315,7 @@ def package_metadata(package: Package, device: str, **extra: Any) -> dict[str, A
         "input_shape": meta.get("input", {}).get("shape"),
         "dynamic_axes": meta.get("input", {}).get("dynamic_axes", {}),
         "runtime": meta.get("runtime", {}),
+        "outputs": meta.get("outputs"),  # labels and/or logits: what confidence maps can use
         "model": meta.get("model", {}),  # variant and classes: what bench counts FLOPs from
         **extra,
     }

@@ -48,9 +48,10 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     cache = StepCache(out, say)
 
     checkpoint, data_root, scale, shape = steps.resolve_inputs(cfg, out, cache)
+    mode, shape = steps.run_mode(cfg, shape)
     ckpt_sha = digest(checkpoint)
     common = {"checkpoint": ckpt_sha, "data": str(data_root), "scale": scale,
-              "limit": cfg.limit}
+              "limit": cfg.limit, **({"mode": mode} if mode["mode"] != "whole" else {})}
     if backend.source == "onnx":
         steps.export_verified(cfg, cache, checkpoint, ckpt_sha, out, shape)
     # BUILD_RECIPE is read here, from this module, so that patching ocrnet.pipeline's name works.

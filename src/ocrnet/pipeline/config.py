@@ -46,6 +46,11 @@ class RunConfig:
     # Allow unpickling the user's checkpoint (export, builds, eval and bench of it). Not part of
     # any step's cache key: it changes whether a file may be opened, not what a step computes.
     trust_checkpoint: bool = False
+    # mmseg's test mode for the eval steps (ocrnet.work.modes); slide builds the packages at
+    # the crop, so they run tiles. Part of the eval steps' keys when not "whole".
+    mode: str = "whole"
+    crop: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
 
     @property
     def is_demo(self) -> bool:

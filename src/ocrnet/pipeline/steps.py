@@ -53,6 +53,26 @@ def resolve_inputs(cfg: RunConfig, out: Path, cache: StepCache
     return checkpoint, Path(cfg.data_root), scale, [1, 3, scale[1], scale[0]]
 
 
+def run_mode(cfg: RunConfig, shape: list[int]) -> tuple[dict[str, Any], list[int]]:
+    """The run's test mode (as its JSON records it) and the engine input shape it needs:
+    slide builds the packages at the crop (default: mmseg's 512x1024, within the image)."""
+    from ocrnet import defaults
+    from ocrnet.errors import OcrnetError
+    from ocrnet.shapes import Size
+    from ocrnet.work.modes import Mode
+
+    mode = Mode.parse(cfg.mode, crop=cfg.crop, stride=cfg.stride)
+    if mode.name == "aug":
+        raise OcrnetError("ocrnet run builds static packages, which --mode aug cannot run; "
+                          "use ocrnet eval --mode aug on a checkpoint or a --dynamic package")
+    if mode.name == "whole":
+        return mode.to_dict(), shape
+    crop = mode.crop or Size(min(defaults.SLIDE_CROP[0], shape[2]),
+                             min(defaults.SLIDE_CROP[1], shape[3]))
+    stride = mode.stride or Size(max(1, crop.height * 2 // 3), max(1, crop.width * 2 // 3))
+    return Mode.parse("slide", crop=crop, stride=stride).to_dict(), [1, 3, *crop]
+
+
 def export_verified(cfg: RunConfig, cache: StepCache, checkpoint: Path, ckpt_sha: str,
                     out: Path, shape: list[int]) -> None:
     """The plain export, verified against PyTorch once; each build then exports its own graph
@@ -92,7 +112,8 @@ def evaluate_all(models: list[Model], cache: StepCache,
         stack = cache.dir / f"eval-{slug(label)}.npz"
         evals[label] = cache.run(
             f"eval-{slug(label)}", key,
-            lambda path=path, stack=stack: _eval(path, data_root, scale, cfg, stack),
+            lambda path=path, stack=stack: _eval(path, data_root, scale, cfg, stack,
+                                                 common.get("mode")),
             valid=lambda _r, stack=stack: stack.exists())
     return evals
 
@@ -149,7 +170,7 @@ def _build(source: Path, pkg: Path, cfg: RunConfig, p: Precision, shape: list[in
 
 
 def _eval(path: Path, data_root: Path, scale: tuple[int, int], cfg: RunConfig,
-          stack: Path) -> dict[str, Any]:
+          stack: Path, mode: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score one model; its per-image confusion matrices go to `stack` (.npz) for the
     paired bootstrap (2.9 kB an image; the step's JSON keeps the summary)."""
     import io
@@ -160,7 +181,8 @@ def _eval(path: Path, data_root: Path, scale: tuple[int, int], cfg: RunConfig,
     from ocrnet.fileio import atomic_write_bytes
 
     result = evaluate(str(path), data_root, split="val", limit=cfg.limit, scale=scale,
-                      progress=cfg.progress, trust_checkpoint=cfg.trust_checkpoint)
+                      progress=cfg.progress, trust_checkpoint=cfg.trust_checkpoint,
+                      **(mode or {}))
     buf = io.BytesIO()
     np.savez(buf, per_image=result.per_image, image_ids=np.asarray(result.image_ids))
     atomic_write_bytes(stack, buf.getvalue())

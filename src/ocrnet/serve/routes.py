@@ -40,27 +40,36 @@ def _service(request: Request) -> Service:
 
 
 async def segment(request: Request, format: str = "labels",
-                  opacity: float = defaults.OPACITY) -> Response:
-    """POST /v1/segment?format=labels|labelids|color|overlay|json[&opacity=0.5]."""
-    service = _service(request)
-    from ocrnet.errors import OcrnetError
-    from ocrnet.work.formats import check_choice, check_opacity
+                  opacity: float = defaults.OPACITY, mode: str = defaults.MODE) -> Response:
+    """POST /v1/segment?format=labels|labelids|color|overlay|json|confidence[&opacity=0.5]
+    [&mode=whole|slide|aug] (a test mode or confidence: `ocrnet.serve.modes`)."""
+    from ocrnet.serve.modes import CONFIDENCE, segment_with_mode
 
-    try:  # the one option check predict runs too
-        check_choice(format, list(FORMATS), "format")
-        check_opacity(opacity)
-    except OcrnetError as err:
-        raise HttpError(422, str(err)) from None
-    rendering = FORMATS[format]
+    service = _service(request)
     service.check_ready()
     held = service.budget.reservation()
     try:
-        return await _segment(request, service, rendering, opacity, held)
+        if format == CONFIDENCE or mode != defaults.MODE:
+            return await segment_with_mode(request, service, format, mode, opacity, held)
+        return await _segment(request, service, _rendering(format, opacity), opacity, held)
     finally:
         big = held.held >= TRIM_AFTER_BYTES
         held.release()
         if big:
             service.trim_memory()
+
+
+def _rendering(fmt: str, opacity: float) -> str | None:
+    """The one option check predict runs too; 422 with its message."""
+    from ocrnet.errors import OcrnetError
+    from ocrnet.work.formats import check_choice, check_opacity
+
+    try:
+        check_choice(fmt, list(FORMATS), "format")
+        check_opacity(opacity)
+    except OcrnetError as err:
+        raise HttpError(422, str(err)) from None
+    return FORMATS[fmt]
 
 
 async def _segment(request: Request, service: Service, rendering: str | None, opacity: float,
@@ -111,7 +120,7 @@ async def model_info(request: Request) -> dict[str, Any]:
         "manifest_sha256": service.manifest_sha256,  # hashed once, at start
         "serving": {
             "ready": service.ready.is_set(),
-            "formats": list(FORMATS),
+            "formats": [*FORMATS, "confidence"], "modes": list(defaults.MODES),
             "max_batch": service.max_batch,
             "pad_to": service.static_batch,
             "max_wait_ms": (service.max_wait_s * 1000 if service.max_wait_s is not None

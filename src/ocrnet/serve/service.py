@@ -85,6 +85,8 @@ class Service:
         self.error: str | None = None
         self.ready = threading.Event()
         self._lock = threading.Lock()
+        # One engine call at a time: the batcher's, or a test mode's (ocrnet.serve.modes).
+        self.engine_lock = threading.Lock()
         self._waiting = 0
         self._batch_s = 1.0  # running estimate of one inference call, for Retry-After
         self._pool = ThreadPoolExecutor(config.workers or min(4, os.cpu_count() or 1),
@@ -292,13 +294,15 @@ class Service:
         so a 60 MP image's resize never holds up the inference thread (the same
         `logits_to_labels` call `batch_labels` makes, so the same bytes)."""
         assert self.engine is not None
-        if self.config.resize == "logits" and any(tuple(s) != batch.shape[-2:] for s in sizes):
-            result = self.engine.infer(batch, return_logits=True)
-            if result.logits is not None:
-                return list(result.logits)
         from ocrnet.work.kernels import batch_labels
 
-        return batch_labels(self.engine, batch, sizes, self.config.resize)
+        with self.engine_lock:  # a test-mode request (serve/modes.py) never overlaps a batch
+            if self.config.resize == "logits" and any(tuple(s) != batch.shape[-2:]
+                                                      for s in sizes):
+                result = self.engine.infer(batch, return_logits=True)
+                if result.logits is not None:
+                    return list(result.logits)
+            return batch_labels(self.engine, batch, sizes, self.config.resize)
 
     def _on_batch(self, images: int, seconds: float) -> None:
         self._batch_s = 0.8 * self._batch_s + 0.2 * seconds

@@ -7,8 +7,9 @@ Every executor runs these and nothing else, so an in-process run, a Ray actor an
 works a chunk of `(index, item)` pairs. A record is a dict: an image's result, or
 `{"path"|"image", "skipped": reason}` for a file `--skip-bad` passes over.
 
-`batch_labels` is the one step "prepared batch -> labels at each image's original size"; a
-test-time mode (sliding window, flips) replaces it.
+`batch_labels` is the one step "prepared batch -> labels at each image's original size";
+under a test mode (`ocrnet.work.modes`: slide, aug) or with confidence maps the kernels run
+`ocrnet.work.modes.batch_predictions` instead, which is `batch_labels` for whole images.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet.calibration import Calibration
 from ocrnet.data.cityscapes import CLASSES, Sample
 from ocrnet.data.loader import Batch, Loader, SkippedFile, bounded_map
 from ocrnet.data.transforms import Scale, read_image
@@ -28,7 +30,17 @@ from ocrnet.engines.base import Engine
 from ocrnet.errors import BadFileError, OcrnetError
 from ocrnet.fileio import atomic_write_bytes
 from ocrnet.metrics import image_confusion
+from ocrnet.visualize import encode_png
+from ocrnet.work.confidence import confidence_png
 from ocrnet.work.formats import check_cityscapes_classes, encode_prediction
+from ocrnet.work.modes import (
+    WHOLE,
+    Mode,
+    ModePrediction,
+    NoLogitsError,
+    batch_predictions,
+    gives_logits,
+)
 from ocrnet.work.plan import EvalOptions, PredictItem, PredictOptions
 from ocrnet.work.scoring import score_pair
 
@@ -91,13 +103,14 @@ class PredictKernel:
     options: PredictOptions
     scale: Scale | None = None  # chosen by `setup` for the engine at hand
     needs_engine: bool = True
+    mode: Mode = WHOLE  # the options' mode, checked and completed for the engine by `setup`
 
     def setup(self, engine: Engine, name: str) -> dict[str, Any]:
         classes = model_classes(engine)
         check_cityscapes_classes(self.options.format, classes, name)
-        self.scale = engine.default_scale(self.options.scale)
+        self.mode, self.scale = mode_setup(engine, self.options.mode, self.options.scale)
         return {"scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
-                "num_classes": classes}
+                "num_classes": classes, **self.mode.to_dict(default=False)}
 
     def run(self, engine: Engine | None, chunk: Chunk, *, workers: int | None = None,
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -121,7 +134,11 @@ class PredictKernel:
                     done.set_result((indices[0], {"image": got.path, "skipped": got.reason}))
                     pending.append(done)
                     continue
-                preds = batch_labels(engine, got.images, got.sizes, o.resize)
+                preds = batch_predictions(
+                    engine, got.images, got.sizes, self.mode, batch=o.batch_size,
+                    resize=o.resize, confidence=o.confidence,
+                    original=lambda i, at=indices: read_image(items[at[i]].image,
+                                                              max_pixels=o.max_pixels))
                 for index, pred in zip(indices, preds, strict=True):
                     pending.append(writer.submit(_write_outputs, index, items[index], pred, o))
                 while len(pending) > _MAX_PENDING_WRITES:
@@ -130,9 +147,19 @@ class PredictKernel:
                 yield pending.popleft().result()
 
 
-def _write_outputs(index: int, item: PredictItem, pred: np.ndarray,
+def mode_setup(engine: Engine, mode: Mode, scale: Scale | None) -> tuple[Mode, Scale]:
+    """`mode` completed for `engine` (slide's crop and stride) and the keep-ratio scale the
+    loader prepares images at (aug's views come from the decoded image: the loader then keeps
+    the image's own size, 1.0, and its prepared image goes unused)."""
+    mode = mode.for_engine(engine)
+    chosen = mode.scale(engine, scale)
+    return mode, chosen if chosen is not None else 1.0
+
+
+def _write_outputs(index: int, item: PredictItem, prediction: ModePrediction,
                    o: PredictOptions) -> tuple[int, dict[str, Any]]:
     """Encode and write one image's PNGs (runs on the writer thread)."""
+    pred = prediction.labels
     labels, *rest = item.outputs(o.suffixes)
     out: dict[str, Any] = {"image": str(item.image), "height": int(pred.shape[0]),
                            "width": int(pred.shape[1])}
@@ -145,6 +172,9 @@ def _write_outputs(index: int, item: PredictItem, pred: np.ndarray,
         original = read_image(item.image, max_pixels=o.max_pixels)
         out["overlay"] = str(atomic_write_bytes(rest.pop(0), encode_prediction(
             pred, "overlay", image_bgr=original, opacity=o.opacity)))
+    if prediction.confidence is not None:
+        out["confidence"] = str(atomic_write_bytes(rest.pop(0), encode_png(
+            confidence_png(prediction.confidence))))
     return index, out
 
 
@@ -156,6 +186,8 @@ class ScoreKernel:
     options: EvalOptions
     scale: Scale | None = None
     needs_engine: bool = True
+    mode: Mode = WHOLE
+    calibration: bool = False  # on while the engine gives logits (`setup`, then per batch)
 
     def setup(self, engine: Engine, name: str) -> dict[str, Any]:
         """Refuse a model whose classes are not Cityscapes' 19 (its ids mean other classes,
@@ -165,9 +197,11 @@ class ScoreKernel:
             raise OcrnetError(f"model {name} predicts {n} classes, but the dataset is scored "
                               f"on the {len(CLASSES)} Cityscapes classes; its ids would be "
                               "scored as other classes, so it is not evaluated")
-        self.scale = engine.default_scale(self.options.scale)
+        self.mode, self.scale = mode_setup(engine, self.options.mode, self.options.scale)
+        self.calibration = self.options.calibration and gives_logits(engine)
         return {"scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
-                "scale_source": scale_source(engine, self.options.scale)}
+                "scale_source": scale_source(engine, self.options.scale),
+                **self.mode.to_dict(default=False)}
 
     def run(self, engine: Engine | None, chunk: Chunk, *, workers: int | None = None,
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -179,13 +213,34 @@ class ScoreKernel:
             if isinstance(got, SkippedFile):
                 yield indices[0], {"path": got.path, "skipped": got.reason}
                 continue
-            preds = batch_labels(engine, got.images, got.sizes, o.resize)
+            preds = self._predict(engine, got)
             for index, pred, label, sample in zip(indices, preds, got.labels, got.samples,
                                                   strict=True):
                 if o.save_predictions is not None:
                     atomic_write_bytes(o.save_predictions / f"{sample.stem}_pred_labelIds.png",
-                                       encode_prediction(pred, "cityscapes"))
-                yield index, {"cm": image_confusion(pred, label, len(CLASSES))}
+                                       encode_prediction(pred.labels, "cityscapes"))
+                record = {"cm": image_confusion(pred.labels, label, len(CLASSES))}
+                if pred.confidence is not None:
+                    record["cal"] = Calibration()
+                    record["cal"].update(pred.confidence, pred.labels, label)
+                yield index, record
+
+    def _predict(self, engine: Engine, got: Batch) -> list[ModePrediction]:
+        """The batch's predictions, with confidence while calibrating; a model without
+        logits (a labels-only package) turns calibration off instead of failing the run."""
+        o = self.options
+
+        def run(confidence: bool) -> list[ModePrediction]:
+            return batch_predictions(engine, got.images, got.sizes, self.mode,
+                                     batch=o.batch_size, resize=o.resize, confidence=confidence,
+                                     original=lambda i: read_image(got.samples[i].image,
+                                                                   max_pixels=o.max_pixels))
+        if self.calibration:
+            try:
+                return run(True)
+            except NoLogitsError:
+                self.calibration = False
+        return run(False)
 
 
 @dataclass

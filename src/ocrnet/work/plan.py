@@ -21,6 +21,7 @@ from ocrnet.data.transforms import Scale, parse_scale
 from ocrnet.engines.base import RESIZE_MODES
 from ocrnet.errors import DataError, OcrnetError, OutputError
 from ocrnet.fileio import prepare_folder
+from ocrnet.work.confidence import CONFIDENCE_SUFFIX
 from ocrnet.work.formats import (
     COLOR_SUFFIX,
     FORMATS,
@@ -28,11 +29,12 @@ from ocrnet.work.formats import (
     check_choice,
     check_opacity,
 )
+from ocrnet.work.modes import WHOLE, Mode
 
 # Files a folder scan passes over: label maps and our own outputs are PNGs too, and predicting
 # them would be wrong (e.g. a whole Cityscapes root, or an --out inside the input folder).
 NOT_IMAGES = ("_labelTrainIds.png", "_labelIds.png", "_instanceIds.png", COLOR_SUFFIX,
-              OVERLAY_SUFFIX)
+              OVERLAY_SUFFIX, CONFIDENCE_SUFFIX)
 CITYSCAPES_STEM = IMAGE_SUFFIX.removesuffix(".png")  # "_leftImg8bit"
 
 
@@ -59,12 +61,14 @@ class PredictOptions:
     resize: str = defaults.RESIZE
     batch_size: int = defaults.BATCH_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    mode: Mode = WHOLE  # mmseg's test mode (ocrnet.work.modes)
+    confidence: bool = False  # also the max-softmax PNG
 
     @property
     def suffixes(self) -> list[str]:
         """Every file one image writes, label PNG first."""
         return [FORMATS[self.format]] + [COLOR_SUFFIX] * self.color \
-            + [OVERLAY_SUFFIX] * self.overlay
+            + [OVERLAY_SUFFIX] * self.overlay + [CONFIDENCE_SUFFIX] * self.confidence
 
 
 @dataclass
@@ -82,6 +86,8 @@ class EvalOptions:
     batch_size: int = defaults.BATCH_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     save_predictions: Path | None = None  # labelIds PNGs go here when given
+    mode: Mode = WHOLE
+    calibration: bool = False  # confidence per pixel into `ocrnet.calibration` bins
 
 
 @dataclass
@@ -102,7 +108,8 @@ def check_run_options(resize: str, batch_size: int) -> None:
 
 def predict_options(*, format: str, color: bool, overlay: bool, opacity: float,
                     scale: Scale | str | None, resize: str, batch_size: int,
-                    max_pixels: int) -> PredictOptions:
+                    max_pixels: int, mode: Mode = WHOLE,
+                    confidence: bool = False) -> PredictOptions:
     """The checked options of a predict run (one line naming the first bad one)."""
     check_choice(format, list(FORMATS), "format")
     check_opacity(opacity)
@@ -110,7 +117,7 @@ def predict_options(*, format: str, color: bool, overlay: bool, opacity: float,
     if isinstance(scale, str):
         scale = parse_scale(scale)
     return PredictOptions(format, bool(color), bool(overlay), opacity, scale, resize,
-                          batch_size, max_pixels)
+                          batch_size, max_pixels, mode, bool(confidence))
 
 
 def limited(samples: list[Sample], limit: int | None) -> list[Sample]:

@@ -65,6 +65,9 @@ def run_identity(model: dict[str, str], options: PredictOptions, device: str) ->
         "scale": list(scale) if isinstance(scale, tuple) else scale,
         "resize": options.resize,
         "device": device,
+        # only where not the default, so records written before test modes still match
+        **({"mode": options.mode.to_dict()} if options.mode.name != "whole" else {}),
+        **({"confidence": True} if options.confidence else {}),
     }
 
 

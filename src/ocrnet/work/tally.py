@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ocrnet.calibration import Calibration
 from ocrnet.data.cityscapes import CLASSES
 from ocrnet.data.loader import SkippedFile
 from ocrnet.errors import BadFileError, OcrnetError
@@ -29,6 +30,8 @@ class Tally:
         self.scored: dict[int, ConfusionMatrix] = {}
         self.records: dict[int, dict[str, Any]] = {}
         self.skipped: dict[int, SkippedFile] = {}
+        self.calibration: Calibration | None = None  # summed where records carry "cal"
+        self.uncalibrated = 0  # scored images without a "cal" (a labels-only model)
 
     def add(self, index: int, record: dict[str, Any]) -> str | None:
         """Take one image's record; return the progress bar's postfix (the running mIoU)."""
@@ -47,6 +50,10 @@ class Tally:
         cm: ConfusionMatrix = record["cm"]
         self.scored[index] = cm
         self.confusion.merge(cm)
+        if "cal" in record:
+            self.calibration = (self.calibration or Calibration()).merge(record["cal"])
+        else:
+            self.uncalibrated += 1
         miou = self.confusion.results().miou
         return "mIoU " + ("-" if math.isnan(miou) else f"{miou * 100:.2f}")
 
@@ -74,7 +81,9 @@ def to_wire(record: dict[str, Any]) -> dict[str, Any]:
     cm = record.get("cm")
     if cm is None:
         return record
-    rest = {k: v for k, v in record.items() if k != "cm"}
+    rest = {k: v for k, v in record.items() if k not in ("cm", "cal")}
+    if "cal" in record:
+        rest["cal"] = record["cal"].to_dict()["sums"]
     return {**rest, "cm": {"n": cm.num_classes, "matrix": cm.matrix.ravel().tolist(),
                            "missed": cm.missed.tolist()}}
 
@@ -88,4 +97,6 @@ def from_wire(record: dict[str, Any]) -> dict[str, Any]:
     cm = ConfusionMatrix(n)
     cm.matrix[:] = np.asarray(data["matrix"], dtype=np.int64).reshape(n, n)
     cm.missed[:] = np.asarray(data["missed"], dtype=np.int64)
+    if "cal" in record:
+        return {**record, "cm": cm, "cal": Calibration.from_dict({"sums": record["cal"]})}
     return {**record, "cm": cm}
