@@ -114,6 +114,23 @@ def test_kernels_decode_a_static_packages_own_batch(tmp_path: Path) -> None:
     assert engine.calls == [2, 2]  # two calls for three images, not three padded ones
 
 
+def test_batch_labels_is_the_one_caller_of_labels_at() -> None:
+    """Kernels, serve and the run report's samples all turn batches into labels through
+    `batch_labels` (static padding, test-time modes): no module outside the engines calls
+    `Engine.labels_at` itself."""
+    import ast
+
+    import ocrnet
+
+    root = Path(ocrnet.__file__).parent
+    callers = {p.relative_to(root).as_posix()
+               for p in root.rglob("*.py")
+               for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "labels_at"}
+    assert {c for c in callers if not c.startswith("engines/")} == {"work/kernels.py"}
+
+
 def test_records_cross_the_wire_exactly() -> None:
     from ocrnet.metrics import image_confusion
 

@@ -124,7 +124,9 @@ class Service:
 
             w, h = rescale_size(2048, 1024, self.scale or defaults.SCALE)
         n = self.static_batch or 1
-        engine.labels_at(np.zeros((n, 3, h, w), np.float32), [(h, w)] * n, self.config.resize)
+        from ocrnet.work.kernels import batch_labels
+
+        batch_labels(engine, np.zeros((n, 3, h, w), np.float32), [(h, w)] * n, self.config.resize)
 
     def close(self) -> None:
         """Finish queued inference, then release the engine and the threads (idempotent)."""
