@@ -107,6 +107,21 @@ def test_bytes_that_do_not_match_the_shipped_sha256_are_refused_naming_the_node(
     assert not any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
 
+def test_an_actor_names_the_node_once(tmp_path: Path, root: Path) -> None:
+    from ocrnet.jobs.worker import error_line
+
+    source = tmp_path / "model.pth"
+    source.write_bytes(b"checkpoint")
+    model = _shipped(source)
+    bad = ShippedModel(model.name, model.source, False, model.digest, {model.name: b"other"})
+    with pytest.raises(PackageError) as err:
+        materialize(bad, NODE, root=root)
+    line = error_line(err.value, NODE, "host-1")
+    assert line.count(NODE[:12]) == 1 and line == f"{err.value} (host-1)"
+    assert error_line(OcrnetError("no engine for it"), NODE, "host-1") == \
+        f"no engine for it (Ray node {NODE[:12]}, host-1)"
+
+
 def test_threads_on_one_node_fetch_once(tmp_path: Path, root: Path) -> None:
     source = tmp_path / "model.onnx"
     source.write_bytes(os.urandom(8 << 20))  # big enough that racing writers would overlap

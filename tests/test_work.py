@@ -79,6 +79,58 @@ def test_batch_labels_is_the_engine_path(tmp_path: Path) -> None:
     assert all((a == b).all() for a, b in zip(got, want, strict=True))
 
 
+class StaticOracle(OracleEngine):
+    """The oracle as a static batch-2 package at 32x64: any other batch shape is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._metadata = {"input_shape": [2, 3, 32, 64]}
+        self.calls: list[int] = []
+
+    def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> Any:
+        if batch.shape != (2, 3, 32, 64):
+            raise OcrnetError(f"built for input 2x3x32x64, got {batch.shape}")
+        self.calls.append(len(batch))
+        return super()._infer_impl(batch, want_logits)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_a_static_batch_runs_any_number_of_images(n: int) -> None:
+    batch = np.random.default_rng(n).normal(size=(n, 3, 32, 64)).astype(np.float32)
+    sizes = [(32 + i, 64) for i in range(n)]
+    engine = StaticOracle()
+    got = batch_labels(engine, batch, sizes, "logits")
+    want = [OracleEngine().labels_at(batch[i:i + 1], [sizes[i]], "logits")[0] for i in range(n)]
+    assert len(got) == n and all((a == b).all() for a, b in zip(got, want, strict=True))
+    assert engine.calls == [2] * ((n + 1) // 2)  # padded or sliced, never another shape
+
+
+def test_kernels_decode_a_static_packages_own_batch(tmp_path: Path) -> None:
+    make_cityscapes(tmp_path, cities={"aachen": 3}, size=(32, 64))
+    samples = discover(tmp_path, "val")
+    kernel, engine = ScoreKernel(EvalOptions(batch_size=1)), StaticOracle()
+    kernel.setup(engine, "static")
+    assert sorted(i for i, _ in kernel.run(engine, list(enumerate(samples)))) == [0, 1, 2]
+    assert engine.calls == [2, 2]  # two calls for three images, not three padded ones
+
+
+def test_batch_labels_is_the_one_caller_of_labels_at() -> None:
+    """Kernels, serve and the run report's samples all turn batches into labels through
+    `batch_labels` (static padding, test-time modes): no module outside the engines calls
+    `Engine.labels_at` itself."""
+    import ast
+
+    import ocrnet
+
+    root = Path(ocrnet.__file__).parent
+    callers = {p.relative_to(root).as_posix()
+               for p in root.rglob("*.py")
+               for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "labels_at"}
+    assert {c for c in callers if not c.startswith("engines/")} == {"work/kernels.py"}
+
+
 def test_records_cross_the_wire_exactly() -> None:
     from ocrnet.metrics import image_confusion
 

@@ -48,7 +48,7 @@ class KernelActor:
                        trust_package)
             self.worker["setup"] = kernel.setup(self.engine, model.source)
         except OcrnetError as err:
-            self.error = f"{err} (Ray node {node_id[:12]}, {self.worker['host']})"
+            self.error = error_line(err, node_id, self.worker["host"])
 
     def _open(self, model: ShippedModel, node_id: str, threads: int, pinning: bool | None,
               device: str, trust_checkpoint: bool, trust_package: bool) -> None:
@@ -83,6 +83,13 @@ class KernelActor:
         for record in records:
             record.update(worker=self.worker, task=task)
         return encode_records(indices, records)
+
+
+def error_line(err: OcrnetError, node_id: str, host: str) -> str:
+    """`err`'s one line naming the Ray node and host it happened on, the node once: the model
+    shipping's errors (`ocrnet.jobs.shipping`) name it already."""
+    node = f"Ray node {node_id[:12]}"
+    return f"{err} ({host})" if node in str(err) else f"{err} ({node}, {host})"
 
 
 def run_tasks(batch: dict[str, Any], kernel: Kernel, cwd: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocrnet import __version__
+from ocrnet import __version__, defaults
 from ocrnet.data.cityscapes import CLASSES
 from ocrnet.errors import OcrnetError
 from ocrnet.precision import Precision
@@ -157,6 +157,7 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
     from ocrnet.data.cityscapes import discover, read_label
     from ocrnet.data.transforms import preprocess, read_image
     from ocrnet.engines import open_model
+    from ocrnet.work.kernels import batch_labels
 
     samples = discover(data_root, "val")[: cfg.samples]
     if not samples:
@@ -172,7 +173,8 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
         for i, sample in enumerate(samples):
             bgr = read_image(sample.image)
             batch = preprocess(bgr, scale)[None]
-            preds = [engine.labels_at(batch, [bgr.shape[:2]])[0] for engine in engines]
+            preds = [batch_labels(engine, batch, [bgr.shape[:2]], defaults.RESIZE)[0]
+                     for engine in engines]
             truth = read_label(sample.label, sample.label_format or "trainIds")
             rgb = bgr[:, :, ::-1]
             tiles = [rgb] + [visualize.overlay(rgb, p) for p in preds] + [visualize.colorize(truth)]

@@ -48,12 +48,41 @@ Chunk = Sequence[tuple[int, Any]]
 _MAX_PENDING_WRITES = 4  # bounds the finished predictions held in memory while PNGs encode
 
 
+def static_batch(engine: Engine) -> int | None:
+    """The number of images a static package runs per call; None where the batch is dynamic."""
+    shape = engine.metadata.get("input_shape") or []
+    n = shape[0] if len(shape) == 4 else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
 def batch_labels(engine: Engine, images: np.ndarray, sizes: Sequence[tuple[int, int]],
                  resize: str) -> list[np.ndarray]:
     """A prepared batch (N, 3, h, w) -> one (H, W) uint8 train-id map per image at its original
     size: `Engine.labels_at` (mmseg's whole-image test path). The one place a kernel, serve
-    and a test-time mode turn a batch into labels."""
-    return engine.labels_at(images, list(sizes), resize)
+    and a test-time mode turn a batch into labels.
+
+    A static package runs exactly its own batch size per call, so any other N runs in slices
+    of that size, the last one padded with copies of its last image whose labels are dropped.
+    An image's labels do not depend on its batch neighbours, so the bytes are those of full
+    batches."""
+    n = static_batch(engine)
+    if n is None or len(images) == n:
+        return engine.labels_at(images, list(sizes), resize)
+    labels: list[np.ndarray] = []
+    for start in range(0, len(images), n):
+        part, at = images[start:start + n], list(sizes[start:start + n])
+        real = len(part)
+        if real < n:
+            part = np.concatenate([part, np.repeat(part[-1:], n - real, axis=0)])
+            at += [at[-1]] * (n - real)
+        labels += engine.labels_at(part, at, resize)[:real]
+    return labels
+
+
+def run_batch(engine: Engine, batch_size: int) -> int:
+    """Images decoded per batch: a static package's own batch size (it runs no other, so any
+    other size would only be padded or sliced by `batch_labels`), else `batch_size`."""
+    return static_batch(engine) or batch_size
 
 
 def model_classes(engine: Engine) -> int | None:
@@ -126,7 +155,8 @@ class PredictKernel:
         # written atomically) before the error propagates.
         with ThreadPoolExecutor(1, thread_name_prefix="ocrnet-write") as writer:
             for indices, got in loaded_batches(samples, scale=self.scale,
-                                               batch_size=o.batch_size, labels=False,
+                                               batch_size=run_batch(engine, o.batch_size),
+                                               labels=False,
                                                max_pixels=o.max_pixels, workers=workers,
                                                prefetch=prefetch):
                 if isinstance(got, SkippedFile):
@@ -207,7 +237,8 @@ class ScoreKernel:
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
         assert engine is not None and self.scale is not None, "setup() first"
         o = self.options
-        for indices, got in loaded_batches(chunk, scale=self.scale, batch_size=o.batch_size,
+        for indices, got in loaded_batches(chunk, scale=self.scale,
+                                           batch_size=run_batch(engine, o.batch_size),
                                            labels=True, max_pixels=o.max_pixels,
                                            workers=workers, prefetch=prefetch):
             if isinstance(got, SkippedFile):
