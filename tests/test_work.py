@@ -14,7 +14,8 @@ import pytest
 from _fakes import ConstantEngine, OracleEngine, make_cityscapes
 from ocrnet.data.cityscapes import TRAIN_TO_LABEL, discover
 from ocrnet.errors import BadFileError, OcrnetError
-from ocrnet.work.kernels import PredictKernel, ScoreKernel, batch_labels
+from ocrnet.work.batching import batch_labels
+from ocrnet.work.kernels import PredictKernel, ScoreKernel
 from ocrnet.work.local import LocalExecutor
 from ocrnet.work.plan import EvalOptions, PredictItem, PredictOptions
 from ocrnet.work.tally import Tally, from_wire, to_wire
@@ -128,7 +129,7 @@ def test_batch_labels_is_the_one_caller_of_labels_at() -> None:
                for node in ast.walk(ast.parse(p.read_text()))
                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                and node.func.attr == "labels_at"}
-    assert {c for c in callers if not c.startswith("engines/")} == {"work/kernels.py"}
+    assert {c for c in callers if not c.startswith("engines/")} == {"work/batching.py"}
 
 
 def test_records_cross_the_wire_exactly() -> None:

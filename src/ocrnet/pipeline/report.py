@@ -157,7 +157,7 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
     from ocrnet.data.cityscapes import discover, read_label
     from ocrnet.data.transforms import preprocess, read_image
     from ocrnet.engines import open_model
-    from ocrnet.work.kernels import batch_labels
+    from ocrnet.work.batching import batch_labels
 
     samples = discover(data_root, "val")[: cfg.samples]
     if not samples:

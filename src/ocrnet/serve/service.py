@@ -294,7 +294,7 @@ class Service:
         so a 60 MP image's resize never holds up the inference thread (the same
         `logits_to_labels` call `batch_labels` makes, so the same bytes)."""
         assert self.engine is not None
-        from ocrnet.work.kernels import batch_labels
+        from ocrnet.work.batching import batch_labels
 
         with self.engine_lock:  # a test-mode request (serve/modes.py) never overlaps a batch
             if self.config.resize == "logits" and any(tuple(s) != batch.shape[-2:]

@@ -7,7 +7,7 @@ Every executor runs these and nothing else, so an in-process run, a Ray actor an
 works a chunk of `(index, item)` pairs. A record is a dict: an image's result, or
 `{"path"|"image", "skipped": reason}` for a file `--skip-bad` passes over.
 
-`batch_labels` is the one step "prepared batch -> labels at each image's original size";
+`batching.batch_labels` is the one step "prepared batch -> labels at each image's original size";
 under a test mode (`ocrnet.work.modes`: slide, aug) or with confidence maps the kernels run
 `ocrnet.work.modes.batch_predictions` instead, which is `batch_labels` for whole images.
 """
@@ -20,8 +20,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ocrnet.calibration import Calibration
 from ocrnet.data.cityscapes import CLASSES, Sample
 from ocrnet.data.loader import Batch, Loader, SkippedFile, bounded_map
@@ -31,6 +29,7 @@ from ocrnet.errors import BadFileError, OcrnetError
 from ocrnet.fileio import atomic_write_bytes
 from ocrnet.metrics import image_confusion
 from ocrnet.visualize import encode_png
+from ocrnet.work.batching import static_batch
 from ocrnet.work.confidence import confidence_png
 from ocrnet.work.formats import check_cityscapes_classes, encode_prediction
 from ocrnet.work.modes import (
@@ -46,37 +45,6 @@ from ocrnet.work.scoring import score_pair
 
 Chunk = Sequence[tuple[int, Any]]
 _MAX_PENDING_WRITES = 4  # bounds the finished predictions held in memory while PNGs encode
-
-
-def static_batch(engine: Engine) -> int | None:
-    """The number of images a static package runs per call; None where the batch is dynamic."""
-    shape = engine.metadata.get("input_shape") or []
-    n = shape[0] if len(shape) == 4 else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
-
-def batch_labels(engine: Engine, images: np.ndarray, sizes: Sequence[tuple[int, int]],
-                 resize: str) -> list[np.ndarray]:
-    """A prepared batch (N, 3, h, w) -> one (H, W) uint8 train-id map per image at its original
-    size: `Engine.labels_at` (mmseg's whole-image test path). The one place a kernel, serve
-    and a test-time mode turn a batch into labels.
-
-    A static package runs exactly its own batch size per call, so any other N runs in slices
-    of that size, the last one padded with copies of its last image whose labels are dropped.
-    An image's labels do not depend on its batch neighbours, so the bytes are those of full
-    batches."""
-    n = static_batch(engine)
-    if n is None or len(images) == n:
-        return engine.labels_at(images, list(sizes), resize)
-    labels: list[np.ndarray] = []
-    for start in range(0, len(images), n):
-        part, at = images[start:start + n], list(sizes[start:start + n])
-        real = len(part)
-        if real < n:
-            part = np.concatenate([part, np.repeat(part[-1:], n - real, axis=0)])
-            at += [at[-1]] * (n - real)
-        labels += engine.labels_at(part, at, resize)[:real]
-    return labels
 
 
 def run_batch(engine: Engine, batch_size: int) -> int:

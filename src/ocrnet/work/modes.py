@@ -36,6 +36,7 @@ import numpy as np
 from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.shapes import Size, parse_size
+from ocrnet.work.batching import batch_labels
 from ocrnet.work.confidence import confidence_at
 
 if TYPE_CHECKING:
@@ -295,12 +296,12 @@ def batch_predictions(engine: Engine, images: np.ndarray, sizes: Sequence[tuple[
                       confidence: bool = False) -> list[ModePrediction]:
     """A prepared batch (N, 3, h, w) -> one prediction per image at its original size.
 
-    Whole without confidence is `Engine.labels_at` itself (mmseg's whole-image path); with
+    Whole without confidence is `batch_labels` itself (mmseg's whole-image path); with
     confidence the same labels and the logits' max softmax. Slide runs each image's tiles
     (`batch` per engine call); aug needs `original(i)`, image i as decoded (BGR uint8).
     """
     if mode.name == "whole" and not confidence:
-        return [ModePrediction(lb) for lb in engine.labels_at(images, list(sizes), resize)]
+        return [ModePrediction(lb) for lb in batch_labels(engine, images, sizes, resize)]
     out = []
     if mode.name == "whole":
         result = engine.infer(images, return_logits=True)
