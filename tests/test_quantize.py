@@ -14,9 +14,9 @@ from ocrnet.errors import DataError, OcrnetError
 from ocrnet.package import read_package
 from ocrnet.quantize import (
     CalibrationImages,
-    _groups,
     calibration_files,
     check_int8_options,
+    tensor_groups,
 )
 
 
@@ -61,7 +61,7 @@ def test_groups_respect_the_memory_budget() -> None:
     model = onnx.shape_inference.infer_shapes(onnx.load(str(h.onnx_file())))
     infos = {v.name: v for v in model.graph.value_info}
     names = list(infos)[:50]
-    groups = list(_groups(names, infos, h.SHAPE, budget=1 << 20))
+    groups = list(tensor_groups(names, infos, h.SHAPE, budget=1 << 20))
     assert [n for g in groups for n in g] == names and len(groups) > 1
 
 
