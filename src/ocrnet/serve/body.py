@@ -96,6 +96,30 @@ async def image_bytes(request: Request, body: bytes) -> bytes:
     return data
 
 
+async def read_image(request: Request, config: ServeConfig, held: Reservation,
+                     budget: Budget) -> bytes:
+    """The request's one encoded image (raw body or multipart file), its bytes held in the
+    memory budget; no queue slot is taken before it is complete."""
+    body = await read_body(request, config, held)
+    data = await image_bytes(request, body)
+    if data is not body and not held.grow(len(data)):  # multipart: the file is a copy
+        raise over_budget(budget)
+    return data
+
+
+async def image_work(request: Request, work: Awaitable[Any]) -> Any:
+    """`unless_client_leaves`, with an image over --max-pixels answered 413 and an undecodable
+    one 415 (every route that decodes images answers them alike)."""
+    from ocrnet.errors import BadFileError, ImageTooLargeError
+
+    try:
+        return await unless_client_leaves(request, work)
+    except ImageTooLargeError as err:
+        raise HttpError(413, err.reason) from None
+    except BadFileError as err:
+        raise HttpError(415, err.reason) from None
+
+
 async def unless_client_leaves(request: Request, work: Awaitable[Any]) -> Any:
     """Await `work`, cancelling it (and answering 499) if the client disconnects first."""
     task = asyncio.ensure_future(work)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from ocrnet.serve.body import image_bytes, over_budget, read_body, unless_client_leaves
+from ocrnet.serve.body import image_work, read_image
 from ocrnet.serve.config import FORMATS
 from ocrnet.serve.errors import HttpError
 
@@ -33,7 +33,7 @@ async def segment_with_mode(request: Request, service: Service, fmt: str, mode: 
                             opacity: float, held: Reservation) -> Response:
     """Answer one request in `mode` (or with the confidence PNG) as predict would; the body is
     read and admitted under the same memory budget and queue as the batcher's requests."""
-    from ocrnet.errors import BadFileError, ImageTooLargeError, OcrnetError
+    from ocrnet.errors import OcrnetError
     from ocrnet.work.formats import check_choice, check_opacity
     from ocrnet.work.modes import Mode
 
@@ -46,20 +46,12 @@ async def segment_with_mode(request: Request, service: Service, fmt: str, mode: 
         parsed = Mode.parse(mode, flip=mode == "aug").for_engine(service.engine)
     except OcrnetError as err:
         raise HttpError(422, str(err)) from None
-    body = await read_body(request, service.config, held)
-    data = await image_bytes(request, body)
-    if data is not body and not held.grow(len(data)):  # multipart: the file is a copy
-        raise over_budget(service.budget)
-    del body
+    data = await read_image(request, service.config, held, service.budget)
     ticket = service.admit(data, held)
     try:
         work = _work(service, data, parsed, fmt, opacity)
-        content = await unless_client_leaves(
+        content = await image_work(
             request, asyncio.get_running_loop().run_in_executor(None, work))
-    except ImageTooLargeError as err:
-        raise HttpError(413, err.reason) from None
-    except BadFileError as err:
-        raise HttpError(415, err.reason) from None
     except OcrnetError as err:  # e.g. whole + confidence at an aspect a static package lacks
         raise HttpError(422, str(err)) from None
     finally:

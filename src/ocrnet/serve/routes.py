@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ocrnet import defaults
-from ocrnet.serve.body import image_bytes, over_budget, read_body, unless_client_leaves
+from ocrnet.serve.body import image_work, read_image
 from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.config import FORMATS
 from ocrnet.serve.errors import HttpError
@@ -75,23 +75,12 @@ def _rendering(fmt: str, opacity: float) -> str | None:
 async def _segment(request: Request, service: Service, rendering: str | None, opacity: float,
                    held: Reservation) -> Response:
     """Body (no queue slot held while it arrives), admission, inference, encoding."""
-    from ocrnet.errors import BadFileError, ImageTooLargeError
-
-    body = await read_body(request, service.config, held)
-    data = await image_bytes(request, body)
-    if data is not body and not held.grow(len(data)):  # multipart: the file is a copy
-        raise over_budget(service.budget)
-    del body
+    data = await read_image(request, service.config, held, service.budget)
     ticket = service.admit(data, held)
     try:
         deadline = time.monotonic() + service.config.timeout_s
-        try:
-            pred, prepared, batch = await unless_client_leaves(
-                request, service.segment(data, rendering == "overlay", deadline, ticket))
-        except ImageTooLargeError as err:
-            raise HttpError(413, err.reason) from None
-        except BadFileError as err:
-            raise HttpError(415, err.reason) from None
+        pred, prepared, batch = await image_work(
+            request, service.segment(data, rendering == "overlay", deadline, ticket))
     finally:
         ticket.release()
     del data

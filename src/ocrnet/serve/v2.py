@@ -28,7 +28,7 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ocrnet.serve.body import read_body, unless_client_leaves
+from ocrnet.serve.body import image_work, read_body
 from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.errors import HttpError
 from ocrnet.serve.service import Service
@@ -157,8 +157,6 @@ async def infer(request: Request, model_name: str, model_version: str | None = N
 
 async def _infer(request: Request, service: Service, name: str, held: Reservation) -> Response:
     """Body (no queue slot held while it arrives), admission of every image, inference."""
-    from ocrnet.errors import BadFileError, ImageTooLargeError
-
     body = await read_body(request, service.config, held)
     parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER))
     del body
@@ -169,12 +167,7 @@ async def _infer(request: Request, service: Service, name: str, held: Reservatio
         deadline = time.monotonic() + service.config.timeout_s
         work = asyncio.gather(*(service.segment(image, False, deadline, ticket)
                                 for image in images))
-        try:
-            results = await unless_client_leaves(request, work)
-        except ImageTooLargeError as err:
-            raise HttpError(413, err.reason) from None
-        except BadFileError as err:
-            raise HttpError(415, err.reason) from None
+        results = await image_work(request, work)
     finally:
         ticket.release()
     preds = [pred for pred, _, _ in results]
