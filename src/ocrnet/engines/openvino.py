@@ -52,10 +52,11 @@ def hint_of(precision: Precision) -> str:
     return _HINT[precision.remainder]
 
 
-def _instead(precision: Precision, caps: str) -> str:
-    """What to build instead where the CPU lacks fp16: the bf16 form where the CPU runs bf16,
-    else the fp32 one; never a silent swap."""
-    if "BF16" not in caps:
+def _instead(precision: Precision, caps: str, applied: str) -> str:
+    """What to build instead where the CPU lacks fp16: the bf16 form where the CPU runs bf16
+    (its capabilities say so, or the plugin just chose bf16), else the fp32 one; never a silent
+    swap."""
+    if "BF16" not in caps and applied != "bf16":
         return "int8" if precision is Precision.INT8_FP16 else "fp32"
     return {Precision.FP16: "bf16 (or fp32)", Precision.INT8_FP16: "int8-bf16 (or int8)"
             }.get(precision, "fp32")
@@ -89,7 +90,7 @@ def _compile(model: Any, device: str, hint: str, threads: int | None = None,
         raise OcrnetError(
             f"OpenVINO's {ov_device} plugin runs {applied} when {hint} is asked for on this "
             f"machine (capabilities: {caps}); refusing to run another precision. "
-            + (f"Build --precision {_instead(precision, caps)} instead" if precision else
+            + (f"Build --precision {_instead(precision, caps, applied)} instead" if precision else
                "Pick a precision this CPU has (e.g. bf16 or fp32)"))
     return compiled
 
