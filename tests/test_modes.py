@@ -189,3 +189,34 @@ def test_predict_image_every_mode(engine, name: str):
     assert out.labels.shape == out.confidence.shape == (45, 70)
     assert out.labels.dtype == np.uint8 and out.confidence.min() >= 1 / 19 - 1e-6
     assert out.confidence.max() <= 1 + 1e-6
+
+
+def test_whole_confidence_on_a_static_batch_runs_padded_slices():
+    """Regression: whole + confidence sent N images as they came, which a static package of
+    another batch size refuses (predict's last short batch, serve's one image)."""
+    from _fakes import OracleEngine
+    from ocrnet.work.modes import WHOLE, batch_predictions
+
+    class StaticPair(OracleEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self._metadata = {"input_shape": [2, 3, 32, 64]}
+            self.calls: list[int] = []
+
+        def _infer_impl(self, batch: np.ndarray, want_logits: bool):
+            assert len(batch) == 2, "a static package runs exactly its own batch"
+            self.calls.append(len(batch))
+            return super()._infer_impl(batch, want_logits)
+
+    engine, dynamic = StaticPair(), OracleEngine()
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((3, 3, 32, 64)).astype(np.float32)
+    sizes = [(32, 64), (16, 32), (32, 64)]
+    got = batch_predictions(engine, images, sizes, WHOLE, confidence=True)
+    want = batch_predictions(dynamic, images, sizes, WHOLE, confidence=True)
+    assert engine.calls == [2, 2] and len(got) == 3
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.labels, w.labels)
+        assert np.array_equal(g.confidence, w.confidence)
+    (one,) = batch_predictions(engine, images[:1], sizes[:1], WHOLE, confidence=True)
+    assert np.array_equal(one.confidence, want[0].confidence)

@@ -83,3 +83,55 @@ def test_bad_requests_fail_before_any_work(inputs, tmp_path):
     with pytest.raises(OcrnetError, match="--data-root"):
         run(_config(inputs, tmp_path / "y", data_root=None), say=lambda _m: None)
     assert not (tmp_path / "x" / "packages").exists()
+
+
+def test_run_slide_builds_at_the_crop_and_evaluates_in_slide(tmp_path, monkeypatch):
+    """`ocrnet run --mode slide` through the CLI: the packages are built at the crop, every eval
+    step runs slide, the samples too, and report.json records the mode with its crop and the
+    stride it chose. The export and build steps hand over the session's artifacts (hr18 at
+    1x3x64x128) instead of exporting the checkpoint again (~25 s each here), and the bench step
+    (a warm-up second and a process per model, not what this test is about) is stubbed."""
+    import shutil
+
+    from ocrnet.cli import main
+    from ocrnet.package import read_package
+
+    write_dataset(tmp_path / "data", train=0, val=1, size=(64, 192), seed=3, workers=0,
+                  progress=False)
+    asked: list[tuple[str, list[int]]] = []
+
+    def export(checkpoint, onnx_path, shape, trust_checkpoint):
+        asked.append(("export", list(shape)))
+        shutil.copy(h.onnx_file(), onnx_path)
+        return {"path": str(onnx_path), "label_agreement": 1.0, "checks": {}}
+
+    def build(source, pkg, cfg, precision, shape, calib_dir):
+        asked.append(("build", list(shape)))
+        shutil.copytree(h.package("openvino", "fp32"), pkg)
+        return {"package": str(pkg), "runtime": read_package(pkg).meta.get("runtime")}
+
+    def bench(paths, shape, cfg):
+        asked.append(("bench", list(shape)))
+        return {"results": [{"model": str(p), "batch": 1, "latency_ms": {"p50": 1.0},
+                             "throughput_ips": 1.0} for p in paths], "machine": {}}
+
+    monkeypatch.setattr("ocrnet.pipeline.steps._export", export)
+    monkeypatch.setattr("ocrnet.pipeline.steps._build", build)
+    monkeypatch.setattr("ocrnet.pipeline.steps._bench", bench)
+    out = tmp_path / "run"
+    code = main(["run", "--checkpoint", str(h.checkpoint()), "--data-root",
+                 str(tmp_path / "data"), "--out", str(out), "--precisions", "fp32",
+                 "--scale", "192x64", "--mode", "slide", "--crop", "64x128",
+                 "--resamples", "10", "--no-progress"])
+    assert code == 0
+    assert asked == [("export", [1, 3, 64, 128]), ("build", [1, 3, 64, 128]),
+                     ("bench", [1, 3, 64, 128])]
+    report = json.loads((out / "report.json").read_text())
+    # a 64x192 image in 64x128 tiles every 42x85 (two thirds of the crop): two tiles
+    assert report["mode"] == {"mode": "slide", "crop": "64x128", "stride": "42x85"}
+    assert report["input_shape"] == [1, 3, 64, 128] and report["samples"] == 1
+    evals = sorted((out / "steps").glob("eval-*.json"))
+    assert len(evals) == 2  # PyTorch eager and the openvino fp32 package
+    for step in evals:
+        result = json.loads(step.read_text())["result"]
+        assert (result["mode"], result["crop"], result["stride"]) == ("slide", "64x128", "42x85")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,20 @@ def test_slide_on_video_and_a_bad_clip(tmp_path: Path, engine):
     with pytest.raises(DataError, match=r"cannot read video .*bad\.mp4"):
         predict_video(engine, bad, tmp_path / "out2", progress=False)
     assert np.isfinite(record["summary"]["seconds"])
+
+
+def test_a_broken_clip_prints_our_one_line_only(tmp_path: Path):
+    """Regression: OpenCV printed FFmpeg's `moov atom not found` and its own `[ WARN ...
+    cap.cpp ...]` to stderr before our error. A fresh process, as FFmpeg's level is read once."""
+    from _engine_helpers import checkpoint
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\0" * 64)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENCV_FFMPEG_LOGLEVEL", "OPENCV_FFMPEG_DEBUG", "OPENCV_LOG_LEVEL")}
+    done = subprocess.run([sys.executable, "-m", "ocrnet", "predict", str(checkpoint()),
+                           str(bad), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert "WARN" not in done.stderr and f"cannot read video {bad}" in lines[0]

@@ -1,7 +1,8 @@
 """`POST /v1/segment?mode=slide|aug` and `format=confidence` answer as `ocrnet predict` writes.
 
-One server on test_serve.py's static 4x3x64x128 OpenVINO package (run inside the loopback-only
-namespace, tools/loopback_only.sh, like every server test).
+Two servers, started together, on test_serve.py's static 4x3x64x128 OpenVINO package (run inside
+the loopback-only namespace, tools/loopback_only.sh, like every server test): `server` and
+`budgeted` (a 2 MB --max-inflight-mb, where a test mode's own working set decides).
 """
 
 from __future__ import annotations
@@ -22,15 +23,24 @@ from test_serve import Server, demo_package, images  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+def servers() -> Iterator[tuple[Server, Server]]:
     # --scale 256x128: the 50x90 test image becomes 128x230, 9 tiles of the package's 64x128
     # (mmseg's 2048x1024 would make it 1024x1843, hundreds of tiles)
-    srv = Server(demo_package(), "--scale", "256x128")
+    main = Server(demo_package(), "--scale", "256x128")
+    # the package's own 128x64: a 64x128 image runs whole, and slide runs it as one tile
+    budgeted = Server(demo_package(), "--scale", "128x64", "--max-inflight-mb", "2")
     try:
-        srv.wait_ready()
-        yield srv
+        main.wait_ready()
+        budgeted.wait_ready()
+        yield main, budgeted
     finally:
-        srv.stop()
+        main.stop()
+        budgeted.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers: tuple[Server, Server]) -> Server:
+    return servers[0]
 
 
 def _post(server: Server, data: bytes, **params: str) -> httpx.Response:
@@ -62,3 +72,48 @@ def test_aug_on_a_static_package_is_refused_with_the_reason(server: Server):
     assert got.status_code == 422 and "--dynamic" in got.json()["detail"]
     bad = _post(server, images()["a.png"].read_bytes(), mode="tiles")
     assert bad.status_code == 422 and "valid: whole, slide, aug" in bad.json()["detail"]
+
+
+def test_a_mode_is_admitted_at_its_own_cost(servers: tuple[Server, Server]):
+    """Regression: slide and confidence were reserved at the whole-image cost. A 64x128 image
+    whole needs ~0.3 MB; slide holds a batch of four 64x128 tiles and their 19-class logits
+    plus the float32 sum (~3.8 MB), over the 2 MB budget: 413 before any work, naming why."""
+    from ocrnet.serve.budget import image_cost, mode_cost
+    from ocrnet.shapes import Size
+    from ocrnet.work.modes import Mode
+
+    budgeted = servers[1]
+    slide = Mode.parse("slide", crop=Size(64, 128), stride=Size(42, 85))
+    need = mode_cost(64, 128, slide, resized=(64, 128), classes=19, per_call=4,
+                     confidence=False)
+    assert image_cost(64, 128, 64 * 128) < 2 << 20 < need  # the sizes this test relies on
+    data = images()["a.png"].read_bytes()
+    assert _post(budgeted, data).status_code == 200
+    refused = _post(budgeted, data, mode="slide")
+    assert refused.status_code == 413, refused.text
+    detail = refused.json()["detail"]
+    assert "in mode slide" in detail and "--max-inflight-mb 2" in detail
+    conf = _post(budgeted, data, format="confidence")  # whole + confidence fits: ~1.5 MB
+    assert conf.status_code == 200, conf.text
+    assert budgeted.metric("ocrnet_queue_depth") == 0
+
+
+def test_mode_costs_count_each_modes_working_set():
+    """`mode_cost` against the arrays each mode holds at its largest moment (19 classes)."""
+    from ocrnet.serve.budget import CONFIDENCE_BYTES_PER_PIXEL, image_cost, mode_cost
+    from ocrnet.shapes import Size
+    from ocrnet.work.modes import Mode, aug_size
+
+    h, w, c = 512, 1024, 19
+    whole = image_cost(h, w, h * w)
+    slide = Mode.parse("slide", crop=Size(256, 512), stride=Size(170, 341))
+    got = mode_cost(h, w, slide, resized=(h, w), classes=c, per_call=2, confidence=False)
+    assert got == whole + 2 * (3 + c) * 4 * 256 * 512 + (c + 1) * 4 * h * w
+    conf = mode_cost(h, w, Mode(), resized=(h, w), classes=c, per_call=1, confidence=True)
+    assert conf == whole + c * 4 * h * w + CONFIDENCE_BYTES_PER_PIXEL * h * w
+    aug = Mode.parse("aug", ratios=[0.5, 1.75], flip=True)
+    big = aug_size(h, w, 1.75)
+    got = mode_cost(h, w, aug, resized=None, classes=c, per_call=1, confidence=False)
+    assert got == image_cost(h, w, 0) + (15 + 2 * (12 + 4 * c) + 4 * c) * big[0] * big[1] \
+        + 3 * c * 4 * h * w
+    assert got > 3 * c * 4 * h * w > whole  # aug's sums alone outweigh a whole image

@@ -6,9 +6,11 @@ package, images and predict run, made once per process)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +22,7 @@ httpx = pytest.importorskip("httpx")
 triton = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from _engine_helpers import workdir  # noqa: E402
 from test_serve import Server, demo_package, expected, images  # noqa: E402
 
 SAME_SIZE = ("a.png", "b.jpg", "c.bmp")  # 64x128; d.png is 32x64
@@ -35,6 +38,7 @@ def servers() -> Iterator[tuple[Server, Server]]:
                    "--timeout-s", "1", "--workers", "1", "--threads", "1")
     try:
         expected()  # predict runs while the servers load
+        predicted_confidence()
         main.wait_ready()
         tight.wait_ready()
         yield main, tight
@@ -75,7 +79,8 @@ def test_health_metadata_and_readiness_read_by_tritonclient(server: Server) -> N
     assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
     outputs = {o["name"]: (o["datatype"], o["shape"]) for o in meta["outputs"]}
     assert outputs == {"labels": ("UINT8", [-1, -1, -1]), "labelids": ("UINT8", [-1, -1, -1]),
-                       "class_fractions": ("FP32", [-1, 19])}
+                       "class_fractions": ("FP32", [-1, 19]),
+                       "confidence": ("UINT8", [-1, -1, -1])}
     assert "binary_tensor_data" in c.get_server_metadata()["extensions"]
     assert httpx.get(f"{server.url}/v2/health/live").json() == {"live": True}
     assert httpx.get(f"{server.url}/v2/health/ready").json() == {"ready": True}
@@ -123,6 +128,46 @@ def test_infer_json_data_with_pixels_equals_predict(server: Server) -> None:
     assert labels.tobytes() == b"".join(predicted(n).tobytes() for n in ("a.png", "c.bmp"))
 
 
+@functools.cache
+def predicted_confidence() -> dict[str, np.ndarray]:
+    """Image name -> the confidence PNG `ocrnet predict --confidence` wrote, decoded."""
+    from ocrnet.predict import predict
+
+    out = workdir() / "serve-v2-predict-confidence"
+    results = predict(demo_package(), [str(p) for p in images().values()], out,
+                      confidence=True, progress=False, overwrite=True)
+    return {Path(r["image"]).name: cv2.imread(r["confidence"], cv2.IMREAD_UNCHANGED)
+            for r in results}
+
+
+def test_confidence_output_equals_predicts_confidence_png(server: Server) -> None:
+    """`confidence` runs predict's step (whole mode, with confidence): its pixels are those of
+    predict's PNG, and the labels sent beside it are predict's labels."""
+    names = SAME_SIZE[:2]  # each image runs as its own (padded) batch: two keep it short
+    image = triton.InferInput("image", [len(names)], "BYTES")
+    image.set_data_from_numpy(encoded(*names))
+    outputs = [triton.InferRequestedOutput(n) for n in ("confidence", "labels")]
+    result = client(server).infer(NAME, [image], outputs=outputs)
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["confidence", "labels"]
+    conf, labels = result.as_numpy("confidence"), result.as_numpy("labels")
+    assert conf.dtype == np.uint8 and conf.shape == (2, 64, 128)
+    for i, name in enumerate(names):
+        assert conf[i].tobytes() == predicted_confidence()[name].tobytes(), name
+        assert labels[i].tobytes() == predicted(name).tobytes(), name
+    assert conf.min() >= 13  # p >= 1/19
+    # outputs as JSON data, an upscaled image (logits resized back), class_fractions beside it
+    small = triton.InferInput("image", [1], "BYTES")
+    small.set_data_from_numpy(encoded("d.png"))
+    outputs = [triton.InferRequestedOutput(n, binary_data=False)
+               for n in ("class_fractions", "confidence")]
+    out = client(server).infer(NAME, [small], outputs=outputs)
+    assert out.as_numpy("confidence")[0].tobytes() == predicted_confidence()["d.png"].tobytes()
+    np.testing.assert_array_equal(out.as_numpy("class_fractions")[0], fractions("d.png"))
+    mixed = _bytes_input(images()["a.png"].read_bytes(), images()["d.png"].read_bytes())
+    mixed[0]["outputs"] = [{"name": "confidence"}]
+    assert "confidence is one [N, H, W]" in assert_v2_error(_infer_raw(server, *mixed), 400)
+
+
 def test_model_name_must_fit_in_a_url() -> None:
     from ocrnet.errors import ArgumentError
     from ocrnet.serve.config import ServeConfig
@@ -139,7 +184,8 @@ def test_curl_style_request_one_image_after_the_json_header(server: Server) -> N
                          "outputs": [{"name": "labels", "parameters": {"binary_data": True}}]})
     response = httpx.post(f"{server.url}/v2/models/{NAME}/infer",
                           content=header.encode() + images()["a.png"].read_bytes(),
-                          headers={"Inference-Header-Content-Length": str(len(header))})
+                          headers={"Inference-Header-Content-Length": str(len(header))},
+                          timeout=60)  # httpx's default 5 s is too short on a busy machine
     assert response.status_code == 200, response.text
     size = int(response.headers["inference-header-content-length"])
     head = json.loads(response.content[:size])

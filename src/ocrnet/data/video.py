@@ -9,6 +9,11 @@ tool writes appears.
 
 Frames are BGR uint8, as `ocrnet.data.transforms.read_image` decodes images, so a frame runs
 through exactly the path an image file does.
+
+A damaged clip is reported in our one line only: OpenCV's own log is kept to errors while a
+clip is opened and read (its `[ WARN ... cap.cpp ...]` lines are dropped), and FFmpeg's, inside
+OpenCV, is quiet (`OPENCV_FFMPEG_LOGLEVEL`, which OpenCV reads once, when the process first uses
+FFmpeg; set it yourself, e.g. 24 for FFmpeg's warnings, to see them).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +36,26 @@ from ocrnet.fileio import prepare_folder, temp_suffix
 #: when named explicitly; these suffixes decide only for inputs that are not images).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
                             ".ts", ".wmv", ".flv", ".3gp"})
+
+
+#: FFmpeg's log level inside OpenCV unless the environment sets one: AV_LOG_QUIET.
+FFMPEG_LOG_LEVEL = "-8"
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[Any]:
+    """OpenCV's log kept to errors (FFmpeg's quiet) inside the block; the level is restored.
+    Yields the cv2 module."""
+    import cv2
+
+    # Read by OpenCV at its first use of FFmpeg in the process, so set before any open.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOG_LEVEL)
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(min(previous, cv2.utils.logging.LOG_LEVEL_ERROR))
+    try:
+        yield cv2
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 def is_video_file(path: str | os.PathLike[str]) -> bool:
@@ -83,8 +109,9 @@ class VideoReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"video {self.path} does not exist or is not a file")
-        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        with _quiet_opencv():
+            self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not self._cap.isOpened() or not fps > 0:
             self._cap.release()
             raise DataError(f"cannot read video {self.path}: not a video OpenCV's FFmpeg can "
@@ -109,12 +136,12 @@ class VideoReader:
         index, yielded = 0, 0
         while self.stop is None or index < self.stop:
             wanted = index >= self.first and (index - self.first) % self.every == 0
-            if not self._cap.grab():  # decodes; the BGR conversion waits for retrieve()
+            with _quiet_opencv():
+                grabbed = self._cap.grab()  # decodes; the BGR conversion waits for retrieve()
+                ok, image = self._cap.retrieve() if grabbed and wanted else (grabbed, None)
+            if not ok:
                 break
             if wanted:
-                ok, image = self._cap.retrieve()
-                if not ok:
-                    break
                 yield Frame(index, index / self.info.fps, image)
                 yielded += 1
             index += 1
@@ -157,8 +184,9 @@ class VideoWriter:
         self._inner = self._tmp / self.path.name
         self.size = (int(size[0]), int(size[1]))
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-        self._writer = cv2.VideoWriter(str(self._inner), cv2.CAP_FFMPEG, fourcc, float(fps),
-                                       (self.size[1], self.size[0]))
+        with _quiet_opencv():
+            self._writer = cv2.VideoWriter(str(self._inner), cv2.CAP_FFMPEG, fourcc, float(fps),
+                                           (self.size[1], self.size[0]))
         if not self._writer.isOpened():
             self.abort()
             raise OutputError(f"cannot write video {self.path}: OpenCV's FFmpeg has no mp4v "

@@ -65,7 +65,7 @@ def run(cfg: RunConfig, say: Say = print) -> dict[str, Any]:
     bench = steps.bench_all(models, cache, shape, cfg)
 
     report = build_report(cfg, models, evals, bench, checkpoint, data_root, scale, shape,
-                          intervals=intervals)
+                          intervals=intervals, mode=mode)
     write_report(out, report, cfg, packages, data_root, scale)
     say(table(report))
     say(f"report: {out / 'report.md'}  (JSON: {out / 'report.json'})")

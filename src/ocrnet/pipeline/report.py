@@ -38,9 +38,11 @@ def check_max_drop(report: dict[str, Any], max_drop: float) -> None:
 def build_report(cfg: RunConfig, models: list[tuple[str, str, str, Path]],
                  evals: dict[str, dict[str, Any]], bench: dict[str, Any], checkpoint: Path,
                  data_root: Path, scale: tuple[int, int], shape: list[int], *,
-                 intervals: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                 intervals: dict[str, dict[str, Any]] | None = None,
+                 mode: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report: one row per model (accuracy, ΔmIoU and its interval, speed at the smallest
-    benchmarked batch), with what was run where."""
+    benchmarked batch), with what was run where; `mode`: the evals' test mode as resolved
+    (`Mode.to_dict`: slide's crop and stride even where they were left to their defaults)."""
     by_model = {}
     for r in bench["results"]:
         if r["batch"] == min(cfg.bench_batches):
@@ -69,6 +71,7 @@ def build_report(cfg: RunConfig, models: list[tuple[str, str, str, Path]],
         "split": "val",
         "scale": list(scale),
         "input_shape": shape,
+        "mode": mode or {"mode": "whole"},
         "num_images": evals[models[0][0]]["num_images"],
         "results": rows,
         "machine": bench.get("machine"),
@@ -138,7 +141,8 @@ def write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
                  packages: dict[str, Path], data_root: Path, scale: tuple[int, int]) -> None:
     from ocrnet import visualize
 
-    report["samples"] = _write_samples(out / "samples", cfg, packages, data_root, scale)
+    report["samples"] = _write_samples(out / "samples", cfg, packages, data_root, scale,
+                                       report.get("mode") or {"mode": "whole"})
     visualize.precision_chart(report["results"], out / "summary.png", max_drop=cfg.max_drop,
                               title=f"{report['num_images']} val images, "
                               f"{'x'.join(map(str, report['input_shape']))}")
@@ -149,16 +153,18 @@ def write_report(out: Path, report: dict[str, Any], cfg: RunConfig,
 
 
 def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data_root: Path,
-                   scale: tuple[int, int]) -> int:
-    """A few image | prediction | ground-truth strips, for people who'd rather look."""
+                   scale: tuple[int, int], mode: dict[str, Any]) -> int:
+    """A few image | prediction | ground-truth strips, for people who'd rather look, predicted
+    in the run's `mode` (slide's packages are built at the crop and run nothing else)."""
     import numpy as np
 
     from ocrnet import visualize
     from ocrnet.data.cityscapes import discover, read_label
-    from ocrnet.data.transforms import preprocess, read_image
+    from ocrnet.data.transforms import read_image
     from ocrnet.engines import open_model
-    from ocrnet.work.batching import batch_labels
+    from ocrnet.work.modes import Mode, predict_image
 
+    run = Mode.parse(mode["mode"], crop=mode.get("crop"), stride=mode.get("stride"))
     samples = discover(data_root, "val")[: cfg.samples]
     if not samples:
         return 0
@@ -172,9 +178,8 @@ def _write_samples(folder: Path, cfg: RunConfig, packages: dict[str, Path], data
     try:
         for i, sample in enumerate(samples):
             bgr = read_image(sample.image)
-            batch = preprocess(bgr, scale)[None]
-            preds = [batch_labels(engine, batch, [bgr.shape[:2]], defaults.RESIZE)[0]
-                     for engine in engines]
+            preds = [predict_image(engine, bgr, run.for_engine(engine), scale=scale,
+                                   resize=defaults.RESIZE).labels for engine in engines]
             truth = read_label(sample.label, sample.label_format or "trainIds")
             rgb = bgr[:, :, ::-1]
             tiles = [rgb] + [visualize.overlay(rgb, p) for p in preds] + [visualize.colorize(truth)]

@@ -2,7 +2,8 @@
 
 It owns everything stateful: the engine (opened and warmed up on a loader thread), the
 `Batcher` and its inference thread, the worker threads that decode, preprocess and encode, the
-admission count behind `max_queue`, and the metrics. The app's lifespan makes one per app.
+one thread that runs test modes and confidence maps (`mode_pool`), the admission count behind
+`max_queue`, and the metrics. The app's lifespan makes one per app.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from ocrnet import defaults
 from ocrnet.errors import ArgumentError
 from ocrnet.serve.body import over_budget
-from ocrnet.serve.budget import image_cost
+from ocrnet.serve.budget import image_cost, mode_cost
 from ocrnet.serve.config import DYNAMIC_MAX_BATCH, LARGE_PIXELS, ServeConfig
 from ocrnet.serve.errors import HttpError
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ocrnet.serve.batching import Batcher
     from ocrnet.serve.budget import Reservation
     from ocrnet.serve.metrics import Metrics
+    from ocrnet.work.modes import Mode
 
 log = logging.getLogger("ocrnet.serve")
 
@@ -71,6 +73,7 @@ class Service:
         self.package = package
         self.config = config
         self.manifest = read_package(package, verify=False).meta
+        self.classes = len(self.manifest.get("classes") or []) or 19  # the logits' channels
         # Hashed once: /v1/model answers from memory, and a replica compares it with the
         # deploying process's (config.package_sha256) before it opens the engine.
         self.manifest_sha256 = sha256_file(package / "ocrnet.json")
@@ -94,6 +97,10 @@ class Service:
         # Images over LARGE_PIXELS take their own lane (one thread), so a few huge images
         # queue behind each other instead of occupying every worker ahead of small ones.
         self._large = ThreadPoolExecutor(1, thread_name_prefix="ocrnet-serve-large")
+        # Test modes and confidence maps (serve/modes.py) hold the engine lock for a whole
+        # image, so they run one at a time anyway: one thread of their own, whose queue the
+        # admission count bounds, instead of asyncio's default executor (unbounded by ours).
+        self.mode_pool = ThreadPoolExecutor(1, thread_name_prefix="ocrnet-serve-modes")
         self._loader = threading.Thread(target=self._load, name="ocrnet-load", daemon=True)
         self._closed = False
 
@@ -171,8 +178,8 @@ class Service:
         self._loader.join()
         if self.batcher is not None:
             self.batcher.close()
-        self._pool.shutdown(wait=True)
-        self._large.shutdown(wait=True)
+        for pool in (self._pool, self._large, self.mode_pool):
+            pool.shutdown(wait=True)
         if self.engine is not None:
             self.engine.close()
 
@@ -191,17 +198,19 @@ class Service:
         if not self.ready.is_set():
             raise HttpError(503, "the engine is still loading", {"Retry-After": "1"})
 
-    def admit(self, data: bytes | np.ndarray | list[bytes | np.ndarray],
-              held: Reservation) -> _Ticket:
+    def admit(self, data: bytes | np.ndarray | list[bytes | np.ndarray], held: Reservation,
+              mode: Mode | None = None, confidence: bool = False) -> _Ticket:
         """One queue slot for a complete body, once its images' memory is reserved in `held`.
 
         `data`: one encoded image or decoded BGR pixels, or a list of them (a v2 request). An
         encoded image's cost is read from its header (nothing decoded yet); a header that is
         not recognised or over --max-pixels is refused by the decode, which allocates nothing.
+        `mode` (checked for the engine) and `confidence`: the request runs outside the batcher
+        (`ocrnet.serve.modes`) and reserves that mode's working set (`budget.mode_cost`).
         """
         self.check_ready()
         for image in data if isinstance(data, list) else [data]:
-            self._reserve(image_size(image), held)
+            self._reserve(image_size(image), held, mode, confidence)
         with self._lock:
             if self._waiting >= self.config.max_queue:
                 raise HttpError(503, f"{self._waiting} requests are already waiting "
@@ -211,13 +220,20 @@ class Service:
             self.metrics.queued(self._waiting)
         return _Ticket(self)
 
-    def _reserve(self, size: tuple[int, int] | None, held: Reservation) -> None:
+    def _reserve(self, size: tuple[int, int] | None, held: Reservation, mode: Mode | None,
+                 confidence: bool) -> None:
         if size is None or not 0 < size[0] * size[1] <= self.config.max_pixels:
             return
-        cost = image_cost(size[0], size[1], self._input_pixels(size))
+        if mode is None:
+            cost, how = image_cost(size[0], size[1], self._input_pixels(size)), ""
+        else:
+            cost = mode_cost(size[0], size[1], mode, resized=self._mode_input(size, mode),
+                             classes=self.classes, per_call=self.static_batch or 1,
+                             confidence=confidence)
+            how = f" in mode {mode.name}" + (" with confidence" if confidence else "")
         if cost > self.budget.limit:
             raise HttpError(413, f"a {size[1]}x{size[0]} (WxH) image needs about "
-                            f"{cost / (1 << 20):,.0f} MB to serve, more than the whole "
+                            f"{cost / (1 << 20):,.0f} MB to serve{how}, more than the whole "
                             f"--max-inflight-mb {self.budget.limit / (1 << 20):,.0f}")
         if not held.grow(cost):
             raise over_budget(self.budget, self._retry_after_s())
@@ -234,6 +250,22 @@ class Service:
         w, h = rescale_size(size[1], size[0], self.scale or defaults.SCALE)
         return w * h
 
+    def mode_scale(self, mode: Mode) -> tuple[int, int] | float | None:
+        """The keep-ratio resize `mode` runs at here (`Mode.scale`: slide's own default)."""
+        assert self.engine is not None  # check_ready() passed
+        scale: tuple[int, int] | float | None = mode.scale(self.engine, self.config.scale)
+        return scale
+
+    def _mode_input(self, size: tuple[int, int], mode: Mode) -> tuple[int, int] | None:
+        """(h, w) of the resized image `mode` runs on; None for aug (views per ratio)."""
+        scale = None if mode.name == "aug" else self.mode_scale(mode)
+        if scale is None:
+            return None
+        from ocrnet.data.transforms import rescale_size
+
+        w, h = rescale_size(size[1], size[0], scale)
+        return h, w
+
     # --- the work -----------------------------------------------------------------------------
     async def segment(self, data: bytes | np.ndarray, keep_original: bool, deadline: float,
                       ticket: _Ticket) -> tuple[np.ndarray, _Prepared, int]:
@@ -242,7 +274,7 @@ class Service:
         `data`: an encoded image, or decoded BGR (H, W, 3) uint8 pixels (the v2 protocol's)."""
         loop = asyncio.get_running_loop()
         size = image_size(data)
-        lane = self._lane(size[0] * size[1] if size else 0)
+        lane = self.lane(size[0] * size[1] if size else 0)
         prepared = await loop.run_in_executor(lane, self._prepare, data, keep_original)
         if time.monotonic() >= deadline:
             raise _timeout(self.config)
@@ -266,7 +298,8 @@ class Service:
             out = await loop.run_in_executor(lane, logits_to_labels, out, prepared.size)
         return out, prepared, item.batch_size
 
-    def _lane(self, pixels: int) -> ThreadPoolExecutor:
+    def lane(self, pixels: int) -> ThreadPoolExecutor:
+        """The worker threads for an image of `pixels`: a lane of its own over LARGE_PIXELS."""
         return self._large if pixels > LARGE_PIXELS else self._pool
 
     def _prepare(self, data: bytes | np.ndarray, keep_original: bool) -> _Prepared:
@@ -318,7 +351,7 @@ class Service:
                 return prediction_summary(pred, classes) if classes else prediction_summary(pred)
             return encode_prediction(pred, rendering, image_bgr=original, opacity=opacity)
 
-        return await asyncio.get_running_loop().run_in_executor(self._lane(pred.size), work)
+        return await asyncio.get_running_loop().run_in_executor(self.lane(pred.size), work)
 
 
 def static_shape(meta: dict[str, Any]) -> tuple[int | None, tuple[int, int] | None]:

@@ -10,9 +10,12 @@ beside /v1, on the same `Service`: the same batcher, limits and status codes.
 The model is named after the package folder (`--model-name` to change it), version "1". Input
 `image`: `BYTES [N]`, each element one encoded image (PNG, JPEG, BMP...), or `UINT8 [N, H, W, 3]`
 BGR pixels. Outputs: `labels` (`UINT8 [N, H, W]`, trainIds at the image's size, the pixels of
-the PNG `ocrnet predict` writes), `labelids` (official Cityscapes ids, on request) and
-`class_fractions` (`FP32 [N, classes]`); without an `outputs` list, `labels` and
-`class_fractions`. JSON `data` and the binary tensor extension both ways (`v2_tensors`).
+the PNG `ocrnet predict` writes), `labelids` (official Cityscapes ids, on request),
+`class_fractions` (`FP32 [N, classes]`) and `confidence` (on request: `UINT8 [N, H, W]`, the
+maximum softmax probability as round(p * 255), the pixels of `ocrnet predict --confidence`'s
+PNG; such a request runs each image through predict's step, `ocrnet.serve.modes`, and its
+labels come from the same logits); without an `outputs` list, `labels` and `class_fractions`.
+JSON `data` and the binary tensor extension both ways (`v2_tensors`).
 Errors answer `{"error": "..."}` with /v1's status codes.
 """
 
@@ -31,14 +34,17 @@ from fastapi.responses import JSONResponse, Response
 from ocrnet.serve.body import image_work, read_body
 from ocrnet.serve.budget import TRIM_AFTER_BYTES, Reservation
 from ocrnet.serve.errors import HttpError
-from ocrnet.serve.service import Service
+from ocrnet.serve.service import Service, image_size
 from ocrnet.serve.v2_tensors import InferRequest, Tensor, encode_response, parse_request
 
 VERSION = "1"
 INPUT = "image"
 #: Output name -> its datatype; the outputs sent when the request names none.
-OUTPUTS = {"labels": "UINT8", "labelids": "UINT8", "class_fractions": "FP32"}
+OUTPUTS = {"labels": "UINT8", "labelids": "UINT8", "class_fractions": "FP32",
+           "confidence": "UINT8"}
 DEFAULT_OUTPUTS = ("labels", "class_fractions")
+#: The output that runs each image through predict's step (`ocrnet.serve.modes`).
+CONFIDENCE = "confidence"
 HEADER = "Inference-Header-Content-Length"
 
 
@@ -125,7 +131,8 @@ async def model_metadata(request: Request, model_name: str,
         "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "labels", "datatype": "UINT8", "shape": [-1, -1, -1]},
                     {"name": "labelids", "datatype": "UINT8", "shape": [-1, -1, -1]},
-                    {"name": "class_fractions", "datatype": "FP32", "shape": [-1, classes]}],
+                    {"name": "class_fractions", "datatype": "FP32", "shape": [-1, classes]},
+                    {"name": "confidence", "datatype": "UINT8", "shape": [-1, -1, -1]}],
         "parameters": {"max_batch_size": service.max_batch,
                        "pixel_input": {"name": INPUT, "datatype": "UINT8",
                                        "shape": [-1, -1, -1, 3], "layout": "NHWC BGR"}},
@@ -162,6 +169,27 @@ async def _infer(request: Request, service: Service, name: str, held: Reservatio
     del body
     wanted = _outputs(parsed)
     images = _images(parsed, service)
+    _check_sizes([image_size(i) for i in images], wanted)  # before any work, where headers tell
+    if CONFIDENCE in wanted:
+        preds, maps, batch = await _with_confidence(request, service, images, held)
+    else:
+        preds, batch = await _batched(request, service, images, held)
+        maps = []
+    header: dict[str, Any] = {"model_name": name, "model_version": VERSION}
+    if parsed.id is not None:
+        header["id"] = parsed.id
+    content, head_length = await asyncio.to_thread(_answer, service, preds, wanted, header,
+                                                   maps)
+    headers = {"X-Ocrnet-Batch-Size": str(batch)}
+    if head_length is None:
+        return Response(content, media_type="application/json", headers=headers)
+    headers[HEADER] = str(head_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+async def _batched(request: Request, service: Service, images: list[bytes | np.ndarray],
+                   held: Reservation) -> tuple[list[np.ndarray], int]:
+    """Every image's labels through the batcher, and the largest batch they ran in."""
     ticket = service.admit(list(images), held)
     try:
         deadline = time.monotonic() + service.config.timeout_s
@@ -170,17 +198,23 @@ async def _infer(request: Request, service: Service, name: str, held: Reservatio
         results = await image_work(request, work)
     finally:
         ticket.release()
-    preds = [pred for pred, _, _ in results]
-    batch = max(size for _, _, size in results)
-    header: dict[str, Any] = {"model_name": name, "model_version": VERSION}
-    if parsed.id is not None:
-        header["id"] = parsed.id
-    content, head_length = await asyncio.to_thread(_answer, service, preds, wanted, header)
-    headers = {"X-Ocrnet-Batch-Size": str(batch)}
-    if head_length is None:
-        return Response(content, media_type="application/json", headers=headers)
-    headers[HEADER] = str(head_length)
-    return Response(content, media_type="application/octet-stream", headers=headers)
+    return [pred for pred, _, _ in results], max(size for _, _, size in results)
+
+
+async def _with_confidence(request: Request, service: Service, images: list[bytes | np.ndarray],
+                           held: Reservation) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Labels and max-softmax maps, each image through predict's step in whole mode (what /v1
+    `format=confidence` runs, admitted at that mode's cost); each runs as its own batch."""
+    from ocrnet.serve.modes import predict_with_mode, unless_unfit
+    from ocrnet.work.modes import WHOLE
+
+    ticket = service.admit(list(images), held, WHOLE, confidence=True)
+    try:
+        results = await unless_unfit(request, asyncio.gather(*(
+            predict_with_mode(service, image, WHOLE, confidence=True) for image in images)))
+    finally:
+        ticket.release()
+    return [p.labels for p, _ in results], [p.confidence for p, _ in results], 1
 
 
 def _outputs(parsed: InferRequest) -> dict[str, bool]:
@@ -218,14 +252,23 @@ def _images(parsed: InferRequest, service: Service) -> list[bytes | np.ndarray]:
     return images
 
 
-def _answer(service: Service, preds: list[np.ndarray], wanted: dict[str, bool],
-            header: dict[str, Any]) -> tuple[bytes, int | None]:
-    from ocrnet.data.cityscapes import TRAIN_TO_LABEL
+def _check_sizes(sizes: list[tuple[int, int] | None], wanted: dict[str, bool]) -> None:
+    """400 for images of different sizes where an output is one [N, H, W] tensor."""
+    known = {s for s in sizes if s is not None}
+    per_pixel = [n for n in wanted if n in ("labels", "labelids", CONFIDENCE)]
+    if len(known) > 1 and per_pixel:
+        raise HttpError(400, f"the images are of different sizes {sorted(known)}, but "
+                        f"{per_pixel[0]} is one [N, H, W] tensor; send images of one size per "
+                        "request")
 
-    sizes = {p.shape for p in preds}
-    if len(sizes) > 1 and ({"labels", "labelids"} & set(wanted)):
-        raise HttpError(400, f"the images are of different sizes {sorted(sizes)}, but labels is "
-                        "one [N, H, W] tensor; send images of one size per request")
+
+def _answer(service: Service, preds: list[np.ndarray], wanted: dict[str, bool],
+            header: dict[str, Any], maps: list[np.ndarray]) -> tuple[bytes, int | None]:
+    """The response body; `maps`: each image's float32 confidence (when it is wanted)."""
+    from ocrnet.data.cityscapes import TRAIN_TO_LABEL
+    from ocrnet.work.confidence import confidence_png
+
+    _check_sizes([p.shape for p in preds], wanted)
     classes = len(service.manifest.get("classes") or []) or 19
     outputs = []
     for name, binary in wanted.items():
@@ -233,6 +276,8 @@ def _answer(service: Service, preds: list[np.ndarray], wanted: dict[str, bool],
             array = np.stack(preds)
         elif name == "labelids":
             array = np.stack([TRAIN_TO_LABEL[p] for p in preds])
+        elif name == CONFIDENCE:
+            array = np.stack([confidence_png(m) for m in maps])
         else:
             array = np.stack([np.bincount(p.ravel(), minlength=256)[:classes] / p.size
                               for p in preds]).astype(np.float32)

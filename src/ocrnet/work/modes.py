@@ -36,7 +36,7 @@ import numpy as np
 from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.shapes import Size, parse_size
-from ocrnet.work.batching import batch_labels
+from ocrnet.work.batching import batch_labels, static_slices
 from ocrnet.work.confidence import confidence_at
 
 if TYPE_CHECKING:
@@ -304,12 +304,14 @@ def batch_predictions(engine: Engine, images: np.ndarray, sizes: Sequence[tuple[
         return [ModePrediction(lb) for lb in batch_labels(engine, images, sizes, resize)]
     out = []
     if mode.name == "whole":
-        result = engine.infer(images, return_logits=True)
-        logits = _logits(engine, result.logits, "confidence maps")
-        same = [tuple(images.shape[-2:]) == tuple(size) for size in sizes]
-        for i, size in enumerate(sizes):
-            labels = result.labels[i] if same[i] else _back(logits[i], size, resize)
-            out.append(ModePrediction(labels, confidence_at(logits[i], size)))
+        # A static package runs its own N per call: slices padded as batch_labels pads them.
+        for part, at, real in static_slices(engine, images, sizes):
+            result = engine.infer(part, return_logits=True)
+            logits = _logits(engine, result.logits, "confidence maps")
+            for i, size in enumerate(at[:real]):
+                same = tuple(part.shape[-2:]) == tuple(size)
+                labels = result.labels[i] if same else _back(logits[i], size, resize)
+                out.append(ModePrediction(labels, confidence_at(logits[i], size)))
         return out
     for i, size in enumerate(sizes):
         if mode.name == "aug":
