@@ -1,7 +1,8 @@
 """`POST /v1/segment?mode=slide|aug` and `format=confidence` answer as `ocrnet predict` writes.
 
-One server on test_serve.py's static 4x3x64x128 OpenVINO package (run inside the loopback-only
-namespace, tools/loopback_only.sh, like every server test).
+One server of its own (`--scale 256x128`) on the serve tests' static 4x3x64x128 OpenVINO package
+(tests/_serve_helpers.py), run inside the loopback-only namespace (tools/loopback_only.sh), like
+every server test.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 
 from _engine_helpers import workdir  # noqa: E402
-from test_serve import Server, demo_package, images  # noqa: E402
+from _serve_helpers import Server, images, package, started  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     # --scale 256x128: the 50x90 test image becomes 128x230, 9 tiles of the package's 64x128
     # (mmseg's 2048x1024 would make it 1024x1843, hundreds of tiles)
-    srv = Server(demo_package(), "--scale", "256x128")
-    try:
-        srv.wait_ready()
+    srv = Server(package(), "--scale", "256x128")
+    with started(srv, predict_meanwhile=False):
         yield srv
-    finally:
-        srv.stop()
 
 
 def _post(server: Server, data: bytes, **params: str) -> httpx.Response:
@@ -46,7 +44,7 @@ def test_slide_and_confidence_equal_predict(server: Server):
     cv2.imwrite(str(path), image)
     whole = _post(server, path.read_bytes())
     assert whole.status_code == 422
-    (want,) = predict(demo_package(), [path], workdir() / "serve-modes-out", mode="slide",
+    (want,) = predict(package(), [path], workdir() / "serve-modes-out", mode="slide",
                       confidence=True, progress=False, overwrite=True, scale="256x128")
     got = _post(server, path.read_bytes(), mode="slide")
     assert got.status_code == 200 and got.headers["x-ocrnet-mode"] == "slide"
