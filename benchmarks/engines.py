@@ -45,7 +45,7 @@ def _parse(shape: str) -> tuple[int, int, int]:
     return (1, *dims) if len(dims) == 2 else (dims[0], dims[1], dims[2])
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     parser.add_argument("--shapes", nargs="+", default=["512x1024", "1024x2048"])
@@ -66,39 +66,50 @@ def main() -> None:
                         help="force Winograd on/off (default: build's choice per precision)")
     parser.add_argument("--work", default="runs/bench_engines")
     parser.add_argument("--out", default="runs/bench_engines/results")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    work, out = Path(args.work), Path(args.out)
+
+def _packages(args: argparse.Namespace, n: int, h: int, w: int) -> tuple[list[str], dict[str, str]]:
+    """The models of one shape's table (the checkpoint first, then a package per row, built
+    once into --work), and the rows this machine cannot build, with why."""
+    work = Path(args.work)
+    models: list[str] = [args.checkpoint]
+    skipped: dict[str, str] = {}
+    for row in args.rows:
+        backend, precision, *variant = row.split(":")
+        winograd = False if variant == ["plain"] else args.winograd
+        budget = dict(v.replace("maxdrop=", "max_drop=").split("=", 1) for v in variant
+                      if v.startswith("maxdrop="))
+        pkg = work / "-".join([backend, precision, *variant, f"{n}x{h}x{w}"])
+        if not (pkg / "ocrnet.json").exists():
+            # A budget also needs held-out labelled scenes: its own, larger set.
+            calib = (_calibration_root(work / "holdout" if budget else work, h, w,
+                                       2 * args.calib_count if budget else args.calib_count)
+                     if precision.startswith("int8") else None)
+            started = time.perf_counter()
+            try:
+                # from the checkpoint: each build exports the graph its precision wants
+                build_package(args.checkpoint, pkg, backend=backend, precision=precision,
+                              shape=[n, 3, h, w], calib_dir=calib, outputs=args.outputs,
+                              winograd=winograd,
+                              **{k: float(v) for k, v in budget.items()},
+                              calib_count=args.calib_count, overwrite=True)
+            except OcrnetError as err:
+                skipped[row] = str(err)
+                print(f"skip {row}: {err}")
+                continue
+            print(f"built {pkg} in {time.perf_counter() - started:.0f} s")
+        models.append(str(pkg))
+    return models, skipped
+
+
+def main() -> None:
+    args = _parse_args()
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for shape in args.shapes:
         n, h, w = _parse(shape)
-        models: list[str] = [args.checkpoint]
-        skipped: dict[str, str] = {}
-        for row in args.rows:
-            backend, precision, *variant = row.split(":")
-            winograd = False if variant == ["plain"] else args.winograd
-            budget = dict(v.replace("maxdrop=", "max_drop=").split("=", 1) for v in variant
-                          if v.startswith("maxdrop="))
-            pkg = work / "-".join([backend, precision, *variant, f"{n}x{h}x{w}"])
-            if not (pkg / "ocrnet.json").exists():
-                # A budget also needs held-out labelled scenes: its own, larger set.
-                calib = (_calibration_root(work / "holdout" if budget else work, h, w,
-                                           2 * args.calib_count if budget else args.calib_count)
-                         if precision.startswith("int8") else None)
-                started = time.perf_counter()
-                try:
-                    # from the checkpoint: each build exports the graph its precision wants
-                    build_package(args.checkpoint, pkg, backend=backend, precision=precision,
-                                  shape=[n, 3, h, w], calib_dir=calib, outputs=args.outputs,
-                                  winograd=winograd,
-                                  **{k: float(v) for k, v in budget.items()},
-                                  calib_count=args.calib_count, overwrite=True)
-                except OcrnetError as err:
-                    skipped[row] = str(err)
-                    print(f"skip {row}: {err}")
-                    continue
-                print(f"built {pkg} in {time.perf_counter() - started:.0f} s")
-            models.append(str(pkg))
+        models, skipped = _packages(args, n, h, w)
         settings = BenchSettings(batch=n, shape=(h, w), iterations=args.iterations,
                                  duration=None if args.iterations else args.duration,
                                  threads=args.threads)

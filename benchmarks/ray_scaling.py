@@ -93,6 +93,22 @@ def on_ray(package: Path, images: Path, out: Path, workers: int) -> dict[str, An
             "per_actor": [w["images"] for w in used], "ray": info}
 
 
+def _print_table(rows: list[dict]) -> None:
+    """The rows as a Markdown table."""
+    base = rows[1]["started"]  # in-process with the actors' engine settings
+    print("| run | actors | wall s | img/s (whole call) | img/s once started | vs in-process "
+          "1 thread, pinning off | ms/img in the engine's process | Ray dispatch idle "
+          "ms/img | idle / (busy + idle) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        idle = row["idle_ms"]
+        share = "" if idle is None else f"{idle / (idle + row['busy_ms']):.1%}"
+        print(f"| {row['run']} | {row['actors']} | {row['seconds']:.1f} | "
+              f"{row['overall']:.2f} | {row['started']:.2f} | "
+              f"{row['started'] / base:.0%} | {row['busy_ms']:.0f} | "
+              f"{'' if idle is None else f'{idle:.1f}'} | {share} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -138,18 +154,7 @@ def main() -> None:
         print(f"\n{args.images} images {h}x{w}, {_cpu()}, {dt.date.today()}, load average "
               f"{load[0]:.1f}, ray.init {ray_start:.1f} s (not in the rows), identical outputs: "
               f"{same}\n")
-        base = rows[1]["started"]  # in-process with the actors' engine settings
-        print("| run | actors | wall s | img/s (whole call) | img/s once started | vs in-process "
-              "1 thread, pinning off | ms/img in the engine's process | Ray dispatch idle "
-              "ms/img | idle / (busy + idle) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            idle = row["idle_ms"]
-            share = "" if idle is None else f"{idle / (idle + row['busy_ms']):.1%}"
-            print(f"| {row['run']} | {row['actors']} | {row['seconds']:.1f} | "
-                  f"{row['overall']:.2f} | {row['started']:.2f} | "
-                  f"{row['started'] / base:.0%} | {row['busy_ms']:.0f} | "
-                  f"{'' if idle is None else f'{idle:.1f}'} | {share} |")
+        _print_table(rows)
         if args.json:
             args.json.write_text(json.dumps({"rows": rows, "identical": same,
                                              "cpu": _cpu(), "ray_init_s": ray_start}, indent=2))

@@ -26,30 +26,30 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve_client import (
+    Server,
+    Tally,
+    add_package_options,
+    bench_engine,
+    build_demo_package,
+    latency_summary,
+    machine,
+    make_images,
+    mean_batch,
+    post_loop,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "src" / "ocrnet" / "assets" / "ocrnet_hr18_synthetic_demo.pth"
 
-
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--package", help="engine package (default: build the demo model)")
-    p.add_argument("--shape", default="4x3x256x512", help="NxCxHxW of the built package")
-    p.add_argument("--precision", default="fp32", help="precision of the built package")
-    p.add_argument("--out", default="runs/serve_load", help="folder for the package and JSON")
+    add_package_options(p, out="runs/serve_load")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--v2-concurrency", type=int, nargs="*", default=[4],
                    help="levels of the /v2 rows (tritonclient, binary data); none to skip")
@@ -60,8 +60,11 @@ def main() -> int:
     p.add_argument("--overload-queue", type=int, default=8)
     p.add_argument("--overload-seconds", type=float, default=12.0, help="per wave (2 waves)")
     p.add_argument("--markdown", help="also write the report here")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def main() -> int:
+    args = parse_args()
     load_at_start = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,29 +77,8 @@ def main() -> int:
     engine = bench_engine(package, n, h, w, args.bench_seconds)
 
     print("[2/3] server at concurrency " + ", ".join(map(str, args.concurrency)), flush=True)
-    rows = []
     with Server(package) as server:
-        asyncio.run(load(server.url, images, concurrency=4, requests=8, seconds=30))  # warm
-        for c in args.concurrency:
-            before = server.metrics()
-            stats = asyncio.run(load(server.url, images, concurrency=c,
-                                     requests=max(args.requests, 4 * c), seconds=args.seconds))
-            stats["mean_batch"] = mean_batch(before, server.metrics())
-            stats["concurrency"] = c
-            rows.append(stats)
-            print(f"  c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
-                  f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
-        for c in args.v2_concurrency:
-            from serve_v2 import load_v2
-
-            before = server.metrics()
-            stats = load_v2(server.url, package.name, images, concurrency=c,
-                            requests=max(args.requests, 4 * c), seconds=args.seconds)
-            stats.update(mean_batch=mean_batch(before, server.metrics()), concurrency=c,
-                         what="`ocrnet serve` /v2 (tritonclient, binary)")
-            rows.append(stats)
-            print(f"  v2 c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
-                  f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
+        rows = server_rows(server, package, images, args)
         clean_exit = server.stop()
     # The engine alone again, after the server: the reference is the mean of both, so a machine
     # that got busier or quieter meanwhile shows up as their spread instead of a skewed ratio.
@@ -122,163 +104,55 @@ def main() -> int:
     return 0
 
 
-# --- setup ---------------------------------------------------------------------------------
-def build_demo_package(out: Path, args: argparse.Namespace) -> Path:
-    from ocrnet.build import build_package
-    from ocrnet.package import is_package
+def server_rows(server: Server, package: Path, images: list[bytes],
+                args: argparse.Namespace) -> list[dict]:
+    """One row per /v1 concurrency level, then per /v2 level (benchmarks/serve_v2.py)."""
+    asyncio.run(load(server.url, images, concurrency=4, requests=8, seconds=30))  # warm
+    rows = []
+    for c in args.concurrency:
+        before = server.metrics()
+        stats = asyncio.run(load(server.url, images, concurrency=c,
+                                 requests=max(args.requests, 4 * c), seconds=args.seconds))
+        stats.update(mean_batch=mean_batch(before, server.metrics()), concurrency=c)
+        rows.append(stats)
+        print(f"  c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
+              f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
+    for c in args.v2_concurrency:
+        from serve_v2 import load_v2
 
-    shape = tuple(int(d) for d in args.shape.split("x"))
-    path = out / f"openvino-{args.precision}-{args.shape}"
-    if is_package(path):
-        return path
-    print(f"building {path} from the demo checkpoint (once)", flush=True)
-    return build_package(DEMO, path, backend="openvino", precision=args.precision,
-                         shape=shape).path
-
-
-def make_images(folder: Path, h: int, w: int, count: int) -> list[bytes]:
-    import cv2
-
-    from ocrnet.data.synthetic import generate_scene
-
-    folder.mkdir(parents=True, exist_ok=True)
-    encoded = []
-    for i in range(count):
-        scene = generate_scene(1000 + i, h, w)
-        rgb = scene[0] if isinstance(scene, tuple) else scene
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
-        assert ok
-        (folder / f"scene{i:02d}.png").write_bytes(buf.tobytes())
-        encoded.append(buf.tobytes())
-    return encoded
-
-
-def bench_engine(package: Path, n: int, h: int, w: int, seconds: float) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "bench.json"
-        subprocess.run([sys.executable, "-m", "ocrnet", "bench", str(package), "--batch", str(n),
-                        "--shape", f"{h}x{w}", "--duration", str(seconds), "--json", str(out)],
-                       check=True, stdout=subprocess.DEVNULL)
-        result = json.loads(out.read_text())["results"][0]
-    latency = result.get("latency_ms") or result
-    return {"img_s": result["throughput_ips"], "batch": n,
-            "p50_ms": latency.get("p50"), "p90_ms": latency.get("p90"),
-            "p99_ms": latency.get("p99")}
-
-
-class Server:
-    """`ocrnet serve` in a subprocess on 127.0.0.1 and a free port."""
-
-    def __init__(self, package: Path, *extra: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        fd, name = tempfile.mkstemp(prefix="serve-load-", suffix=".log")
-        self.log = Path(name)
-        with os.fdopen(fd, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ocrnet", "serve", str(package), "--port", str(self.port),
-                 *extra], stdout=log, stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> Server:
-        import httpx
-
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("server not ready after 180 s")
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def metrics(self) -> str:
-        import httpx
-
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
-
-    def rss_mb(self) -> float:
-        import psutil
-
-        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
-
-    def stop(self) -> bool:
-        """SIGTERM; True if it drained and exited 0."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode == 0
+        before = server.metrics()
+        stats = load_v2(server.url, package.name, images, concurrency=c,
+                        requests=max(args.requests, 4 * c), seconds=args.seconds)
+        stats.update(mean_batch=mean_batch(before, server.metrics()), concurrency=c,
+                     what="`ocrnet serve` /v2 (tritonclient, binary)")
+        rows.append(stats)
+        print(f"  v2 c={c}: {stats['img_s']:.2f} img/s, p50 {stats['p50_ms']:.0f} ms, "
+              f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}", flush=True)
+    return rows
 
 
 # --- load ----------------------------------------------------------------------------------
 async def load(url: str, images: list[bytes], *, concurrency: int, requests: int,
                seconds: float, backoff_s: float = 0.0) -> dict:
     """Closed loop: `concurrency` clients, each sending its next image after an answer
-    (after `backoff_s` more when the answer was 503)."""
+    (after `backoff_s` more when the answer was 503), `requests` in all."""
     import httpx
 
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    retry_after: list[str | None] = []
-    sent = 0
+    tally = Tally()
     stop_at = time.monotonic() + seconds
-
-    async def client(k: int, http: httpx.AsyncClient) -> None:
-        nonlocal sent
-        while sent < requests and time.monotonic() < stop_at:
-            image = images[sent % len(images)]
-            sent += 1
-            t0 = time.perf_counter()
-            try:
-                r = await http.post(f"{url}/v1/segment", content=image)
-                code = r.status_code
-                if code == 503:
-                    retry_after.append(r.headers.get("retry-after"))
-                    await asyncio.sleep(backoff_s)
-            except httpx.HTTPError:
-                code = -1  # connection error or client timeout
-            if code == 200:
-                latencies.append(time.perf_counter() - t0)
-            codes[code] = codes.get(code, 0) + 1
-
+    bodies = (images[i % len(images)] for i in range(requests))  # shared: one budget
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         start = time.perf_counter()
-        await asyncio.gather(*(client(k, http) for k in range(concurrency)))
+        await asyncio.gather(*(post_loop(http, url, bodies, tally, "v1", stop_at=stop_at,
+                                         backoff_s=backoff_s) for _ in range(concurrency)))
         wall = time.perf_counter() - start
+    codes = tally.codes.get("v1", {})
     ok = codes.get(200, 0)
-    ms = sorted(x * 1000 for x in latencies) or [float("nan")]
     return {"requests": sum(codes.values()), "ok": ok, "errors": sum(codes.values()) - ok,
             "codes": {str(k): v for k, v in sorted(codes.items())}, "wall_s": wall,
-            "img_s": ok / wall, "p50_ms": pct(ms, 50), "p90_ms": pct(ms, 90),
-            "p99_ms": pct(ms, 99), "mean_ms": statistics.fmean(ms),
-            "retry_after_missing": sum(1 for v in retry_after if not v)}
-
-
-def pct(sorted_ms: list[float], q: float) -> float:
-    return float(np.percentile(sorted_ms, q))
-
-
-def _metric(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match[1]) if match else 0.0
-
-
-def mean_batch(before: str, after: str) -> float:
-    calls = _metric(after, "ocrnet_batch_size_count") - _metric(before, "ocrnet_batch_size_count")
-    images = _metric(after, "ocrnet_batch_size_sum") - _metric(before, "ocrnet_batch_size_sum")
-    return images / calls if calls else float("nan")
+            "img_s": ok / wall, **latency_summary(tally.ok_ms.get("v1", [])),
+            "retry_after_missing": sum(1 for v in tally.retry_after if not v)}
 
 
 def run_overload(package: Path, images: list[bytes], args: argparse.Namespace) -> dict:
@@ -323,19 +197,6 @@ def run_overload(package: Path, images: list[bytes], args: argparse.Namespace) -
 
 
 # --- report --------------------------------------------------------------------------------
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "load_avg_1m_at_end": os.getloadavg()[0]}
-
-
 def markdown(r: dict) -> str:
     e, m = r["engine"], r["machine"]
     lines = [

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -39,7 +40,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import Server, bench_engine, build_demo_package, machine, make_images
+from _serve_client import (
+    Server,
+    Tally,
+    add_package_options,
+    bench_engine,
+    build_demo_package,
+    machine,
+    make_images,
+    pct,
+    post_loop,
+    requests_by_code,
+)
 
 SLOW_HEAD = (b"POST /v1/segment HTTP/1.1\r\nHost: soak\r\nContent-Type: image/png\r\n"
              b"Content-Length: 100000\r\n\r\n\x89PNG")
@@ -47,10 +59,7 @@ SLOW_HEAD = (b"POST /v1/segment HTTP/1.1\r\nHost: soak\r\nContent-Type: image/pn
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--package", help="engine package (default: build the demo model)")
-    p.add_argument("--shape", default="4x3x256x512", help="NxCxHxW of the built package")
-    p.add_argument("--precision", default="fp32", help="precision of the built package")
-    p.add_argument("--out", default="runs/serve_soak", help="folder for the package and JSON")
+    add_package_options(p, out="runs/serve_soak")
     p.add_argument("--duration", type=float, default=300.0, help="soak seconds (default 300)")
     p.add_argument("--baseline-seconds", type=float, default=60.0)
     p.add_argument("--bench-seconds", type=float, default=15.0)
@@ -133,38 +142,14 @@ class RssSampler:
 
 
 # --- clients -----------------------------------------------------------------------------------
-class Tally:
-    """Status counts per client kind (-1: connection error or client timeout), honest
-    latencies of 200s."""
-
-    def __init__(self) -> None:
-        self.codes: dict[str, Counter[int]] = {}
-        self.ok_ms: list[float] = []
-
-    def add(self, kind: str, code: int) -> None:
-        self.codes.setdefault(kind, Counter())[code] += 1
-
-
 async def _post_loop(tally: Tally, kind: str, url: str, bodies: list[bytes], stop_at: float,
-                     headers: dict[str, str] | None = None, pause_s: float = 0.0) -> None:
+                     pause_s: float = 0.0) -> None:
+    """One client of `kind` on its own connection, cycling through `bodies`."""
     import httpx
 
     async with httpx.AsyncClient(timeout=300) as http:
-        i = 0
-        while time.monotonic() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                r = await http.post(f"{url}/v1/segment", content=bodies[i % len(bodies)],
-                                    headers=headers)
-                code = r.status_code
-            except httpx.HTTPError:
-                code = -1
-            tally.add(kind, code)
-            if kind == "honest" and code == 200:
-                tally.ok_ms.append((time.perf_counter() - t0) * 1000)
-            i += 1
-            if pause_s:
-                await asyncio.sleep(pause_s)
+        await post_loop(http, url, itertools.cycle(bodies), tally, kind, stop_at=stop_at,
+                        pause_s=pause_s)
 
 
 async def _slow_client(tally: Tally, port: int, stop_at: float) -> None:
@@ -244,29 +229,16 @@ async def _soak(server: Server, images: list[bytes], bomb: bytes,
     await asyncio.gather(*tasks)
     summary = _honest_summary(tally, time.monotonic() - t0)
     summary["codes"] = {kind: dict(sorted(c.items())) for kind, c in sorted(tally.codes.items())}
-    summary["server_requests_total"] = _server_codes(server.metrics())
+    summary["server_requests_total"] = requests_by_code(server.metrics())
     return summary
 
 
 def _honest_summary(tally: Tally, seconds: float) -> dict:
-    ok = sorted(tally.ok_ms)
+    ok = sorted(tally.ok_ms.get("honest", []))
     codes = tally.codes.get("honest", Counter())
     return {"seconds": seconds, "img_s": len(ok) / seconds, "ok": len(ok),
             "errors": sum(v for k, v in codes.items() if k != 200),
-            "p50_ms": _pct(ok, 50), "p99_ms": _pct(ok, 99)}
-
-
-def _pct(sorted_ms: list[float], q: float) -> float:
-    if not sorted_ms:
-        return float("nan")
-    return float(np.percentile(sorted_ms, q))
-
-
-def _server_codes(metrics: str) -> dict[str, float]:
-    import re
-
-    return {m[1]: float(m[2]) for m in
-            re.finditer(r'^ocrnet_requests_total\{code="(\d+)"\} (\S+)$', metrics, re.M)}
+            "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99)}
 
 
 # --- report --------------------------------------------------------------------------------

@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve_client import Server, latency_summary
 
 
 def _client(url: str) -> object:
@@ -68,11 +72,9 @@ def load_v2(url: str, model: str, images: list[bytes], *, concurrency: int, requ
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    ms = sorted(x * 1000 for x in latencies) or [float("nan")]
     return {"requests": len(latencies) + errors[0], "ok": len(latencies), "errors": errors[0],
             "wall_s": wall, "img_s": len(latencies) / wall,
-            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": statistics.fmean(ms)}
+            **latency_summary([x * 1000 for x in latencies])}
 
 
 def json_cost(url: str, model: str, bgr: np.ndarray, repeat: int) -> list[dict]:
@@ -118,11 +120,6 @@ def json_cost(url: str, model: str, bgr: np.ndarray, repeat: int) -> list[dict]:
 
 
 def main() -> int:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from serve_load import Server
-
     from ocrnet.data.synthetic import generate_scene
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

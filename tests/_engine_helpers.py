@@ -173,10 +173,16 @@ def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Pat
                        outputs=list(outputs), winograd=False).path
 
 
-@functools.cache
 def demo_package(backend: str = "openvino", precision: str = "fp32",
                  shape: tuple[int, int, int, int] = (1, 3, 128, 256)) -> Path:
-    """A package of the shipped demo model at a small static shape, built once per process."""
+    """A package of the shipped demo model at a small static shape, built once per process
+    for each (backend, precision, shape), however the arguments are spelled (the serve tests'
+    4x3x64x128 OpenVINO fp32 package is also test_predict's static-batch package)."""
+    return _demo_package(backend, precision, tuple(int(d) for d in shape))
+
+
+@functools.cache
+def _demo_package(backend: str, precision: str, shape: tuple[int, ...]) -> Path:
     from ocrnet.build import build_package
 
     checkpoint = DEMO / "ocrnet_hr18_synthetic_demo.pth"

@@ -12,6 +12,10 @@ end. It is a two-node `ray.cluster_utils.Cluster` (two nodes of 1 CPU, 2 CPUs in
 the Ray tests also show work landing on both nodes; every Ray job in the suite runs on it
 through its existing connection. `make test` runs the suite inside a loopback-only network
 namespace (tools/loopback_only.sh), where every Ray address is 127.0.0.1.
+
+`serve_servers` (`serve_main`, `serve_tight`): the two `ocrnet serve` subprocesses that
+test_serve, test_serve_v2 and test_serve_page all ask for alike, started once on first use
+(tests/_serve_helpers.py: the package, the options) and stopped at the end of the session.
 """
 
 from __future__ import annotations
@@ -78,3 +82,29 @@ def ray_cluster() -> Iterator[Any]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_servers() -> Iterator[tuple[Any, Any]]:
+    """`serve_main` and `serve_tight`, started together (they load while predict's files for
+    the comparisons are made)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("openvino")
+    pytest.importorskip("httpx")
+    from _serve_helpers import MAIN_OPTIONS, TIGHT_OPTIONS, Server, package, started
+
+    main, tight = Server(package(), *MAIN_OPTIONS), Server(package(), *TIGHT_OPTIONS)
+    with started(main, tight):
+        yield main, tight
+
+
+@pytest.fixture(scope="session")
+def serve_main(serve_servers: tuple[Any, Any]) -> Any:
+    """`ocrnet serve` with `_serve_helpers.MAIN_OPTIONS`: shared, so a test must not stop it."""
+    return serve_servers[0]
+
+
+@pytest.fixture(scope="session")
+def serve_tight(serve_servers: tuple[Any, Any]) -> Any:
+    """`ocrnet serve` with `_serve_helpers.TIGHT_OPTIONS` (waits end by the timeout): shared."""
+    return serve_servers[1]

@@ -308,15 +308,21 @@ def test_cli_user_errors_exit_1(tmp_path: Path, case: str,
             "out-is-a-file": "cannot create output folder"}[case] in err
 
 
-@pytest.mark.slow  # ~40 s here: builds the demo model as a static batch-2 package (tests/
-# test_work.py checks the same padding over a static fake engine in milliseconds)
-def test_cli_runs_any_number_of_images_on_a_static_batch_package(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A static batch-2 package takes 1 and 3 images (padded with the last image, its labels
-    dropped), byte for byte what the same images give in full batches."""
+@pytest.fixture
+def static_package() -> Path:
+    """The serve tests' static 4x3x64x128 package: built once per session (in the setup of the
+    first test that asks, so --durations shows the build apart from the test)."""
     from _engine_helpers import demo_package
 
-    package = demo_package("openvino", "fp32", (2, 3, 64, 128))
+    return demo_package("openvino", "fp32", (4, 3, 64, 128))
+
+
+def test_cli_runs_any_number_of_images_on_a_static_batch_package(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], static_package: Path) -> None:
+    """A static batch-4 package takes 1 and 3 images (padded with the last image, its labels
+    dropped), byte for byte what the same images give in a full batch (tests/test_work.py checks
+    the same padding over a static fake engine in milliseconds)."""
+    package = static_package
     names = ["a", "b", "c"]
     for seed, name in enumerate(names):
         paint(tmp_path / "in" / f"{name}.png", (64, 128), seed=seed)
@@ -329,7 +335,7 @@ def test_cli_runs_any_number_of_images_on_a_static_batch_package(
         assert rc == 0, capsys.readouterr().err
         return {p.name: p.read_bytes() for p in (tmp_path / out).glob("*.png")}
 
-    full = run("full", *names, "d", batch="2")  # two full batches: (a, b), (c, d = c)
+    full = run("full", *names, "d", batch="4")  # one full batch: (a, b, c, d = c)
     assert run("one", "a") == {"a_labelTrainIds.png": full["a_labelTrainIds.png"]}
     assert run("three", *names) == {f"{n}_labelTrainIds.png": full[f"{n}_labelTrainIds.png"]
                                     for n in names}

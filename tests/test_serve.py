@@ -1,15 +1,14 @@
 """`ocrnet serve` end to end: real servers in subprocesses on 127.0.0.1, a real httpx client.
 
 One 4x3x64x128 OpenVINO fp32 package built from the shipped demo checkpoint (~40 s, once per
-pytest process; test_serve_ray.py reuses it). Answers are compared byte for byte with the files
-`ocrnet.predict.predict` writes for the same images and package.
+pytest process), and the session's shared servers over it (conftest.py's `serve_main` and
+`serve_tight`; test_serve_v2.py and test_serve_page.py use them too): tests/_serve_helpers.py.
+Answers are compared byte for byte with the files `ocrnet.predict.predict` writes for the same
+images and package.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -17,8 +16,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -32,154 +29,40 @@ pytest.importorskip("fastapi")
 pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 
-from _engine_helpers import DEMO, workdir  # noqa: E402
+from _serve_helpers import (  # noqa: E402
+    IMAGES,
+    MAIN_OPTIONS,
+    SHAPE,
+    Server,
+    body,
+    expected,
+    images,
+    package,
+    post_all,
+    started,
+)
 
-SHAPE = (4, 3, 64, 128)
 #: The server's format= -> predict's output name for it.
 FORMATS = {"labels": "labels", "labelids": "labelids", "color": "color", "overlay": "overlay",
            "json": "json"}
-IMAGES = ("a.png", "b.jpg", "c.bmp", "d.png")  # d is half size: upscaled, logits resized back
-
-
-# --- shared artifacts (made once per process) --------------------------------------------------
-@functools.cache
-def demo_package() -> Path:
-    """The demo model as an OpenVINO fp32 package, 4x3x64x128 (a static batch of 4)."""
-    from ocrnet.build import build_package
-
-    checkpoint = DEMO / "ocrnet_hr18_synthetic_demo.pth"
-    return build_package(checkpoint, workdir() / "serve-ov-fp32-4x64x128", backend="openvino",
-                         precision="fp32", shape=SHAPE).path
-
-
-@functools.cache
-def images() -> dict[str, Path]:
-    from ocrnet.data.synthetic import generate_scene
-
-    folder = workdir() / "serve-images"
-    folder.mkdir(exist_ok=True)
-    paths = {}
-    for i, name in enumerate(IMAGES):
-        h, w = (32, 64) if name == "d.png" else SHAPE[2:]
-        scene = generate_scene(10 + i, h, w)
-        rgb = scene[0] if isinstance(scene, tuple) else scene
-        paths[name] = folder / name
-        assert cv2.imwrite(str(paths[name]), np.ascontiguousarray(rgb[:, :, ::-1]))
-    return paths
-
-
-@functools.cache
-def expected() -> dict[tuple[str, str], bytes]:
-    """(image, format) -> what predict wrote (json: prediction_summary of predict's labels)."""
-    from ocrnet.predict import predict, prediction_summary
-
-    paths = [str(p) for p in images().values()]
-    out: dict[tuple[str, str], bytes] = {}
-    for fmt in ("trainids", "cityscapes"):
-        folder = workdir() / f"serve-predict-{fmt}"
-        results = predict(demo_package(), paths, folder, format=fmt, color=True, overlay=True,
-                          batch_size=SHAPE[0], progress=False)
-        for r in results:
-            name = Path(r["image"]).name
-            key = "labels" if fmt == "trainids" else "labelids"
-            out[name, key] = Path(r["labels"]).read_bytes()
-            out[name, "color"] = Path(r["color"]).read_bytes()
-            out[name, "overlay"] = Path(r["overlay"]).read_bytes()
-            if fmt == "trainids":
-                labels = cv2.imread(r["labels"], cv2.IMREAD_UNCHANGED)
-                out[name, "json"] = json.dumps(prediction_summary(labels)).encode()
-    return out
-
-
-# --- servers ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`ocrnet serve` in a subprocess, its output in a log file shown when a test fails."""
-
-    def __init__(self, package: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir() / f"serve-{self.port}.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ocrnet", "serve", str(package), "--host", "127.0.0.1",
-                 "--port", str(self.port), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.output()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def metric(self, name: str, labels: str = "") -> float:
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
-        return float(match[1]) if match else 0.0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[Server, Server]]:
-    """Two servers, started together: `server` and `tight` below."""
-    main = Server(demo_package(), "--max-wait-ms", "50", "--max-body-mb", "1",
-                  "--max-pixels", "4000000", "--workers", "2", "--read-timeout-s", "4")
-    # Batches never fill (2 s window, 2 places in the queue), so waits end by the timeout.
-    tight = Server(demo_package(), "--max-wait-ms", "2000", "--max-queue", "2",
-                   "--timeout-s", "1", "--workers", "1", "--threads", "1")
-    try:
-        expected()  # predict runs while the servers load
-        main.wait_ready()
-        tight.wait_ready()
-        yield main, tight
-    finally:
-        main.stop()
-        tight.stop()
+def server(serve_main: Server) -> Server:
+    return serve_main
 
 
 @pytest.fixture(scope="module")
-def server(servers: tuple[Server, Server]) -> Server:
-    return servers[0]
+def tight(serve_tight: Server) -> Server:
+    return serve_tight
 
 
-@pytest.fixture(scope="module")
-def tight(servers: tuple[Server, Server]) -> Server:
-    return servers[1]
-
-
-async def _post_all(url: str, bodies: list[tuple[str, bytes]], **kw: object) -> list:
-    async with httpx.AsyncClient(timeout=120) as client:
-        return await asyncio.gather(*(client.post(f"{url}/v1/segment?format={fmt}", content=body,
-                                                  **kw) for fmt, body in bodies))
-
-
-def post_all(url: str, bodies: list[tuple[str, bytes]]) -> list:
-    return asyncio.run(_post_all(url, bodies))
-
-
-def body(name: str) -> bytes:
-    return images()[name].read_bytes()
+@pytest.fixture
+def own_server() -> Iterator[Server]:
+    """A server like `serve_main` for a test that stops it (the shared one must keep serving)."""
+    srv = Server(package(), *MAIN_OPTIONS)
+    with started(srv):
+        yield srv
 
 
 def assert_json_error(response: object, status: int) -> dict:
@@ -195,14 +78,14 @@ def test_health_ready_and_model(server: Server) -> None:
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "alive"}
     assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}
     info = httpx.get(f"{server.url}/v1/model").json()
-    manifest = json.loads((demo_package() / "ocrnet.json").read_text())
+    manifest = json.loads((package() / "ocrnet.json").read_text())
     assert (info["backend"], info["precision"]) == ("openvino", "fp32")
     assert info["input"]["shape"] == list(SHAPE)
     assert len(info["classes"]) == 19 and len(info["palette"]) == 19
     assert info["files"] == manifest["files"]
     assert info["source"]["sha256"] == manifest["source"]["sha256"]
     assert info["manifest_sha256"] == hashlib.sha256(
-        (demo_package() / "ocrnet.json").read_bytes()).hexdigest()
+        (package() / "ocrnet.json").read_bytes()).hexdigest()
     assert info["serving"]["max_batch"] == 4 and info["serving"]["scale"] == [128, 64]
 
 
@@ -363,9 +246,11 @@ def test_a_compressible_4mp_png_stays_in_a_bounded_working_set(server: Server) -
     assert grew_mb < 150, f"one 4 MP image raised the server's peak RSS by {grew_mb:.0f} MB"
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0(server: Server) -> None:
-    """Last, as it stops the module's server."""
+def test_sigterm_drains_in_flight_requests_and_exits_0(own_server: Server) -> None:
+    """On a server of its own, as it stops it."""
     import threading
+
+    server = own_server
 
     names = [IMAGES[i % len(IMAGES)] for i in range(12)]
     answers: list = [None] * len(names)

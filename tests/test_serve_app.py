@@ -1,8 +1,8 @@
 """The serve app in-process (ASGI, no sockets): fuzzed over its OpenAPI with schemathesis, its
 memory budget, what every answer is counted as, and what a replica refuses to serve.
 
-The package is test_serve's 4x3x64x128 OpenVINO demo package (built once per pytest process),
-copied so a test may change the copy's files.
+The package is the serve tests' 4x3x64x128 OpenVINO demo package (tests/_serve_helpers.py, built
+once per pytest process), copied so a test may change the copy's files.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from _engine_helpers import workdir  # noqa: E402
-from test_serve import body, demo_package  # noqa: E402
+from _serve_helpers import body, package  # noqa: E402
 
 
 def _client(package: Path, **options: Any) -> TestClient:
@@ -46,7 +46,7 @@ def _ready(client: TestClient) -> None:
 def package_copy() -> Path:
     copy = workdir() / "serve-app-package"
     if not copy.exists():
-        shutil.copytree(demo_package(), copy)
+        shutil.copytree(package(), copy)
     return copy
 
 

@@ -1,8 +1,9 @@
 """`POST /v1/segment?mode=slide|aug` and `format=confidence` answer as `ocrnet predict` writes.
 
-Two servers, started together, on test_serve.py's static 4x3x64x128 OpenVINO package (run inside
-the loopback-only namespace, tools/loopback_only.sh, like every server test): `server` and
-`budgeted` (a 2 MB --max-inflight-mb, where a test mode's own working set decides).
+Two servers of their own, started together, on the serve tests' static 4x3x64x128 OpenVINO
+package (tests/_serve_helpers.py), run inside the loopback-only namespace
+(tools/loopback_only.sh) like every server test: `server` (`--scale 256x128`) and `budgeted` (a
+2 MB --max-inflight-mb, where a test mode's own working set decides).
 """
 
 from __future__ import annotations
@@ -19,23 +20,18 @@ pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 
 from _engine_helpers import workdir  # noqa: E402
-from test_serve import Server, demo_package, images  # noqa: E402
+from _serve_helpers import Server, images, package, started  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Server, Server]]:
     # --scale 256x128: the 50x90 test image becomes 128x230, 9 tiles of the package's 64x128
     # (mmseg's 2048x1024 would make it 1024x1843, hundreds of tiles)
-    main = Server(demo_package(), "--scale", "256x128")
+    main = Server(package(), "--scale", "256x128")
     # the package's own 128x64: a 64x128 image runs whole, and slide runs it as one tile
-    budgeted = Server(demo_package(), "--scale", "128x64", "--max-inflight-mb", "2")
-    try:
-        main.wait_ready()
-        budgeted.wait_ready()
+    budgeted = Server(package(), "--scale", "128x64", "--max-inflight-mb", "2")
+    with started(main, budgeted, predict_meanwhile=False):
         yield main, budgeted
-    finally:
-        main.stop()
-        budgeted.stop()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def test_slide_and_confidence_equal_predict(server: Server):
     cv2.imwrite(str(path), image)
     whole = _post(server, path.read_bytes())
     assert whole.status_code == 422
-    (want,) = predict(demo_package(), [path], workdir() / "serve-modes-out", mode="slide",
+    (want,) = predict(package(), [path], workdir() / "serve-modes-out", mode="slide",
                       confidence=True, progress=False, overwrite=True, scale="256x128")
     got = _post(server, path.read_bytes(), mode="slide")
     assert got.status_code == 200 and got.headers["x-ocrnet-mode"] == "slide"

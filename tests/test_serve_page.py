@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 webdriver = pytest.importorskip("selenium.webdriver")
 
-from test_serve import Server, demo_package, expected, images  # noqa: E402
+from _serve_helpers import Server, expected, images  # noqa: E402
 
 #: Where Debian's chromium / chromium-driver (and Ubuntu's or Google's builds) put them.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -42,14 +41,9 @@ def _browser() -> Any:
 
 
 @pytest.fixture(scope="module")
-def page_server() -> Iterator[Server]:
-    server = Server(demo_package(), "--max-wait-ms", "50", "--workers", "1")
-    try:
-        expected()  # predict's overlay, made while the server loads
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+def page_server(serve_main: Server) -> Server:
+    """The session's shared server (conftest.py), predict's overlay already made."""
+    return serve_main
 
 
 def test_page_is_self_contained(page_server: Server) -> None:

@@ -13,7 +13,14 @@ pytest.importorskip("ray.serve")
 pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 
-from test_serve import IMAGES, _post_all, body, demo_package, expected, free_port  # noqa: E402
+from _serve_helpers import (  # noqa: E402
+    IMAGES,
+    body,
+    expected,
+    free_port,
+    package,
+    post_all_async,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -26,7 +33,7 @@ def ray_url(ray_cluster: Any) -> Iterator[str]:
     from ocrnet.serve.ray_serve import APP_NAME, deploy, wait_ready
 
     expected()  # predict's files, made in this process before the replica competes for CPUs
-    url = deploy(demo_package(), ServeConfig(max_wait_ms=50), replicas=1,
+    url = deploy(package(), ServeConfig(max_wait_ms=50), replicas=1,
                  cpus_per_replica=1, host="127.0.0.1", port=free_port())
     try:
         wait_ready(url, timeout=180)
@@ -38,7 +45,7 @@ def ray_url(ray_cluster: Any) -> Iterator[str]:
 
 def test_ray_serve_answers_like_predict_and_batches(ray_url: str) -> None:
     names = [IMAGES[i % len(IMAGES)] for i in range(8)]
-    answers = asyncio.run(_post_all(ray_url, [("labels", body(n)) for n in names]))
+    answers = asyncio.run(post_all_async(ray_url, [("labels", body(n)) for n in names]))
     for name, response in zip(names, answers, strict=True):
         assert response.status_code == 200, response.text
         assert response.content == expected()[name, "labels"], name
@@ -59,7 +66,7 @@ def test_ray_serve_answers_the_v2_protocol(ray_url: str) -> None:
     import cv2
     import numpy as np
 
-    name = demo_package().name  # the default model name: the package folder's
+    name = package().name  # the default model name: the package folder's
     client = triton.InferenceServerClient(ray_url.removeprefix("http://"), network_timeout=120)
     assert client.is_server_ready() and client.is_model_ready(name)
     assert client.get_model_metadata(name)["inputs"][0]["datatype"] == "BYTES"

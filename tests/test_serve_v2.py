@@ -1,7 +1,8 @@
 """`ocrnet serve`'s Open Inference Protocol v2, driven by the real, unmodified `tritonclient.http`
 (its defaults: binary tensor data; and `binary_data=False`: JSON), on 127.0.0.1. Labels are
-compared with the PNGs `ocrnet predict` wrote for the same images and package (test_serve's
-package, images and predict run, made once per process)."""
+compared with the PNGs `ocrnet predict` wrote for the same images and package (the serve tests'
+package, images and predict run, made once per process: tests/_serve_helpers.py), on the
+session's shared servers (conftest.py's `serve_main`, named MODEL_NAME, and `serve_tight`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 import functools
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -23,33 +23,15 @@ triton = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from _engine_helpers import workdir  # noqa: E402
-from test_serve import Server, demo_package, expected, images  # noqa: E402
+from _serve_helpers import MODEL_NAME as NAME  # noqa: E402
+from _serve_helpers import Server, expected, images, package  # noqa: E402
 
 SAME_SIZE = ("a.png", "b.jpg", "c.bmp")  # 64x128; d.png is 32x64
-NAME = "ovmodel"
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[Server, Server]]:
-    """`server` (named NAME) and `tight` (batches never fill: waits end by the timeout)."""
-    main = Server(demo_package(), "--max-wait-ms", "50", "--max-body-mb", "1",
-                  "--max-pixels", "4000000", "--workers", "2", "--model-name", NAME)
-    tight = Server(demo_package(), "--max-wait-ms", "2000", "--max-queue", "2",
-                   "--timeout-s", "1", "--workers", "1", "--threads", "1")
-    try:
-        expected()  # predict runs while the servers load
-        predicted_confidence()
-        main.wait_ready()
-        tight.wait_ready()
-        yield main, tight
-    finally:
-        main.stop()
-        tight.stop()
-
-
-@pytest.fixture(scope="module")
-def server(servers: tuple[Server, Server]) -> Server:
-    return servers[0]
+def server(serve_main: Server) -> Server:
+    return serve_main
 
 
 def client(server: Server) -> triton.InferenceServerClient:
@@ -134,7 +116,7 @@ def predicted_confidence() -> dict[str, np.ndarray]:
     from ocrnet.predict import predict
 
     out = workdir() / "serve-v2-predict-confidence"
-    results = predict(demo_package(), [str(p) for p in images().values()], out,
+    results = predict(package(), [str(p) for p in images().values()], out,
                       confidence=True, progress=False, overwrite=True)
     return {Path(r["image"]).name: cv2.imread(r["confidence"], cv2.IMREAD_UNCHANGED)
             for r in results}
@@ -234,9 +216,9 @@ def test_errors_answer_the_protocols_shape_with_v1s_codes(server: Server) -> Non
     assert err.value.status() == "415" and "cannot decode" in err.value.message()
 
 
-def test_full_queue_503_and_waiting_too_long_504(servers: tuple[Server, Server]) -> None:
-    tight = servers[1]
-    name = demo_package().name  # the default model name: the package folder's
+def test_full_queue_503_and_waiting_too_long_504(serve_tight: Server) -> None:
+    tight = serve_tight
+    name = package().name  # the default model name: the package folder's
     header, blob = _bytes_input(images()["a.png"].read_bytes())
     head = json.dumps(header).encode()
 

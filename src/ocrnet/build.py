@@ -98,20 +98,27 @@ def build_package(
                 cls, p, source, source_meta, Path(tmp), trust_checkpoint=trust_checkpoint,
                 shape=shape, dynamic=dynamic, calibrating=bool(calib_files), opset=opset,
                 winograd=winograd, outputs=outputs)
-        static = [d if isinstance(d, int) else None for d in src.input_shape]
-        calibration, validation = _quantization_inputs(calib_files, holdout, static, src, options)
-        request = BuildRequest(
-            precision=p, input_shape=src.example, dynamic=None in static,
-            device=device, onnx_path=src.onnx_path, model=src.model, calibration=calibration,
-            fix_batch=src.fix_batch, options=options, validation=validation)
-        with _writing_package(writer.out, writer.dir):
-            output = cls.build(request, writer.dir)
-            if src.onnx_path is not None:  # node -> model block, FLOPs, bytes: for `--profile`
-                write_layer_map(src.onnx_path, writer.dir)
-        package = writer.commit(_manifest(cls.backend, p, src.input_shape, src.model_meta,
-                                          source_meta, output.runtime, output.calibration,
-                                          *src.graph))
-    return package
+        return _write_package(writer, cls, p, src, source_meta, device=device,
+                              calib_files=calib_files, holdout=holdout, options=options)
+
+
+def _write_package(writer: PackageWriter, cls: Any, p: Precision, src: _Source,
+                   source_meta: dict[str, Any], *, device: str, calib_files: Sequence[Path],
+                   holdout: Sequence[Any], options: dict[str, Any]) -> Package:
+    """The write steps, once the request is checked and the source is ready: the backend's files
+    and the layer map into the staging folder, then the manifest, committed."""
+    static = [d if isinstance(d, int) else None for d in src.input_shape]
+    calibration, validation = _quantization_inputs(calib_files, holdout, static, src, options)
+    request = BuildRequest(
+        precision=p, input_shape=src.example, dynamic=None in static,
+        device=device, onnx_path=src.onnx_path, model=src.model, calibration=calibration,
+        fix_batch=src.fix_batch, options=options, validation=validation)
+    with _writing_package(writer.out, writer.dir):
+        output = cls.build(request, writer.dir)
+        if src.onnx_path is not None:  # node -> model block, FLOPs, bytes: for `--profile`
+            write_layer_map(src.onnx_path, writer.dir)
+    return writer.commit(_manifest(cls.backend, p, src.input_shape, src.model_meta, source_meta,
+                                   output.runtime, output.calibration, *src.graph))
 
 
 # A backend write failing while the package's disk has less than this free is the disk being

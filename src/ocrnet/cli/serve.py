@@ -27,6 +27,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=c.HOST, help=f"address to bind (default: {c.HOST})")
     p.add_argument("--port", type=positive_int, default=c.PORT,
                    help=f"port (default: {c.PORT})")
+    _add_batching_and_limits(p)
+    p.add_argument("--threads", type=positive_int,
+                   help="the engine's inference threads (default: the engine's; with --ray: "
+                        "the replica's CPUs)")
+    p.add_argument("--workers", type=positive_int,
+                   help="decode / preprocess / encode threads (default: min(4, CPUs))")
+    add_scale(p)
+    add_resize(p)
+    add_device(p)
+    p.add_argument("--trust-package", action="store_true",
+                   help="allow packages that hold native code (AOTInductor)")
+    p.add_argument("--model-name",
+                   help="the model's name in the Open Inference Protocol v2 URLs "
+                        "(/v2/models/NAME/infer; default: the package folder's name)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    _add_ray(p)
+    p.set_defaults(handler=run)
+
+
+def _add_batching_and_limits(p: argparse.ArgumentParser) -> None:
+    """How requests are batched, and the limits that answer 503/504/413/408 instead of
+    letting a client exhaust the server."""
     p.add_argument("--max-batch", type=positive_int,
                    help="images per inference call (default: the package's static batch, "
                         f"padded; {c.DYNAMIC_MAX_BATCH} for a dynamic batch)")
@@ -57,20 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-connections", type=positive_int, default=c.MAX_CONNECTIONS,
                    help="open connections served at once, else 503 (default: "
                         f"{c.MAX_CONNECTIONS})")
-    p.add_argument("--threads", type=positive_int,
-                   help="the engine's inference threads (default: the engine's; with --ray: "
-                        "the replica's CPUs)")
-    p.add_argument("--workers", type=positive_int,
-                   help="decode / preprocess / encode threads (default: min(4, CPUs))")
-    add_scale(p)
-    add_resize(p)
-    add_device(p)
-    p.add_argument("--trust-package", action="store_true",
-                   help="allow packages that hold native code (AOTInductor)")
-    p.add_argument("--model-name",
-                   help="the model's name in the Open Inference Protocol v2 URLs "
-                        "(/v2/models/NAME/infer; default: the package folder's name)")
-    p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    """`--ray`: the same app on Ray Serve replicas."""
     ray = p.add_argument_group("Ray Serve (scale out)")
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="deploy on Ray Serve instead: a cluster address, 'auto', or 'local' "
@@ -79,7 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="replicas, one engine each (default: 1)")
     ray.add_argument("--cpus-per-replica", type=positive_float,
                      help="CPUs reserved per replica (default: the cluster's CPUs / replicas)")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
