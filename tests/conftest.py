@@ -17,6 +17,7 @@ namespace (tools/loopback_only.sh), where every Ray address is 127.0.0.1.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,11 +55,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The folder of the session's shared artifacts (`_engine_helpers`: the random-weight
+    """The folder of the run's shared artifacts (`_engine_helpers`: the random-weight
     checkpoint, its ONNX export, packages built from it), made once and left to pytest's own
-    temporary-folder policy instead of an atexit hook."""
-    _engine_helpers.use_workdir(tmp_path_factory.mktemp("engine-artifacts"))
+    temporary-folder policy instead of an atexit hook. Under pytest-xdist every worker uses the
+    same folder (beside the workers' own), so each artifact is built once per run."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "engine-artifacts"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("engine-artifacts")
+    _engine_helpers.use_workdir(folder)
     yield _engine_helpers
+
+
+#: Test files that use the run's one Ray instance: one xdist worker runs them all.
+RAY_FILES = {"test_jobs.py", "test_serve_ray.py", "test_shipping.py", "test_work.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `--dist loadgroup` (make test), one worker runs a whole file (its module fixtures
+    are built once, as without xdist), and all Ray files share a worker (one Ray instance)."""
+    for item in items:
+        group = "ray" if item.path.name in RAY_FILES else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("openvino")
 httpx = pytest.importorskip("httpx")
 
-from _engine_helpers import DEMO, workdir  # noqa: E402
+from _engine_helpers import DEMO, shared, workdir  # noqa: E402
 
 SHAPE = (4, 3, 64, 128)
 #: The server's format= -> predict's output name for it.
@@ -41,8 +40,8 @@ FORMATS = {"labels": "labels", "labelids": "labelids", "color": "color", "overla
 IMAGES = ("a.png", "b.jpg", "c.bmp", "d.png")  # d is half size: upscaled, logits resized back
 
 
-# --- shared artifacts (made once per process) --------------------------------------------------
-@functools.cache
+# --- shared artifacts (made once per test run) ------------------------------------------------
+@shared
 def demo_package() -> Path:
     """The demo model as an OpenVINO fp32 package, 4x3x64x128 (a static batch of 4)."""
     from ocrnet.build import build_package
@@ -52,7 +51,7 @@ def demo_package() -> Path:
                          precision="fp32", shape=SHAPE).path
 
 
-@functools.cache
+@shared
 def images() -> dict[str, Path]:
     from ocrnet.data.synthetic import generate_scene
 
@@ -68,7 +67,7 @@ def images() -> dict[str, Path]:
     return paths
 
 
-@functools.cache
+@shared
 def expected() -> dict[tuple[str, str], bytes]:
     """(image, format) -> what predict wrote (json: prediction_summary of predict's labels)."""
     from ocrnet.predict import predict, prediction_summary
