@@ -68,18 +68,6 @@ def engine_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield _engine_helpers
 
 
-#: Test files that use the run's one Ray instance: one xdist worker runs them all.
-RAY_FILES = {"test_jobs.py", "test_serve_ray.py", "test_shipping.py", "test_work.py"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With `--dist loadgroup` (make test), one worker runs a whole file (its module fixtures
-    are built once, as without xdist), and all Ray files share a worker (one Ray instance)."""
-    for item in items:
-        group = "ray" if item.path.name in RAY_FILES else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
@@ -97,3 +85,27 @@ def ray_cluster() -> Iterator[Any]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+#: Test files that use the run's one Ray instance: one xdist worker runs them all.
+RAY_FILES = {"test_jobs.py", "test_serve_ray.py", "test_shipping.py", "test_work.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `--dist loadgroup` (make test): the Ray files share one worker (one Ray instance);
+    the tests of a file that use a module-scoped fixture (a server, a package) share one worker,
+    so that fixture is made once, as without xdist; every other test goes wherever a worker is
+    free (session artifacts are shared across workers anyway)."""
+    for item in items:
+        if item.path.name in RAY_FILES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # not a Python test function: keep it with its file
+        return True
+    return any(d.scope in ("module", "class", "package")
+               for defs in info.name2fixturedefs.values() for d in defs)
