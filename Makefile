@@ -48,9 +48,13 @@ browser:
 	sh tools/install_browser.sh
 
 # The suite runs in a loopback-only network namespace where the machine allows one: servers and
-# Ray instances started by tests can then reach nothing but 127.0.0.1.
+# Ray instances started by tests can then reach nothing but 127.0.0.1. It runs on TEST_WORKERS
+# pytest-xdist workers (2: the 2-core CI machine; more cost memory, each holds torch and the
+# engines): a worker takes whole files, the Ray files share one, and built artifacts are shared
+# (tests/_engine_helpers.py). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: lint browser
-	sh tools/loopback_only.sh $(BIN)/pytest
+	sh tools/loopback_only.sh $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-all: lint browser
 	sh tools/loopback_only.sh $(BIN)/pytest -m 'not gpu'

@@ -1,16 +1,24 @@
-"""Tiny shared artifacts for the engine tests, made once per pytest process.
+"""Tiny shared artifacts for the engine tests, made once per test run.
 
 A random-weight hr18 with random BN statistics (weights that leave BN at identity hide bugs),
 its ONNX export at 1x3x64x128 (the dynamo export is the slow step, ~25 s here, so every test
 file reuses this one), and a 64x128 synthetic Cityscapes-layout set for calibration.
+
+`shared` makes each builder run once per test run, not once per process: `make test` runs the
+suite on pytest-xdist workers that share one artifact folder (conftest.py), and the first worker
+to ask builds under a file lock while the others wait for it and read its result.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -37,7 +45,35 @@ def workdir() -> Path:
     return _WORKDIR[0]
 
 
-@functools.cache
+Builder = TypeVar("Builder", bound=Callable[..., Any])
+
+
+def shared(build: Builder) -> Builder:
+    """`functools.cache` across the test run's processes: the first call with given arguments
+    (in any xdist worker) runs `build` under a file lock in `workdir()` and pickles its result;
+    every later call, in this process or another, returns that result."""
+    from filelock import FileLock  # torch's own dependency
+
+    @functools.cache
+    def once(*args: Any, **kwargs: Any) -> Any:
+        key = repr((build.__module__, build.__qualname__, args, sorted(kwargs.items())))
+        name = f"{build.__name__.strip('_')}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        folder = workdir() / ".shared"
+        folder.mkdir(exist_ok=True)
+        done = folder / f"{name}.pickle"
+        with FileLock(str(folder / f"{name}.lock")):
+            if done.exists():
+                return pickle.loads(done.read_bytes())
+            result = build(*args, **kwargs)
+            temp = done.with_suffix(".partial")
+            temp.write_bytes(pickle.dumps(result))
+            temp.replace(done)
+            return result
+
+    return functools.wraps(build)(once)  # type: ignore[return-value]
+
+
+@shared
 def checkpoint(variant: str = "hr18", seed: int = 0) -> Path:
     from ocrnet.model import build_model, save_checkpoint
 
@@ -51,7 +87,7 @@ def checkpoint(variant: str = "hr18", seed: int = 0) -> Path:
     return path
 
 
-@functools.cache
+@shared
 def onnx_file() -> Path:
     from ocrnet.export import export_onnx
 
@@ -60,7 +96,7 @@ def onnx_file() -> Path:
     return path
 
 
-@functools.cache
+@shared
 def calib_root() -> Path:
     from ocrnet.data.synthetic import write_dataset
 
@@ -82,7 +118,7 @@ def batch(seed: int = 0, n: int = 1) -> np.ndarray:
     return np.stack(images)
 
 
-@functools.cache
+@shared
 def _reference(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     from ocrnet.engines import open_model
 
@@ -120,7 +156,7 @@ def package(backend: str, precision: str, **options: object) -> Path:
     return _package(backend, precision, tuple(sorted(options.items())))
 
 
-@functools.cache
+@shared
 def _package(backend: str, precision: str, options: tuple[tuple[str, object], ...]) -> Path:
     from ocrnet.build import build_package
 
@@ -162,7 +198,7 @@ def needs(backend: str, precision: str) -> pytest.MarkDecorator:
                                      "lacks (runnable_precisions)")
 
 
-@functools.cache
+@shared
 def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Path:
     """The shipped demo model exported once per session at `shape` (no Winograd: the graph a
     checkpoint build exports for int8), for every test that builds from it."""
@@ -175,13 +211,13 @@ def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Pat
 
 def demo_package(backend: str = "openvino", precision: str = "fp32",
                  shape: tuple[int, int, int, int] = (1, 3, 128, 256)) -> Path:
-    """A package of the shipped demo model at a small static shape, built once per process
+    """A package of the shipped demo model at a small static shape, built once per run
     for each (backend, precision, shape), however the arguments are spelled (the serve tests'
     4x3x64x128 OpenVINO fp32 package is also test_predict's static-batch package)."""
     return _demo_package(backend, precision, tuple(int(d) for d in shape))
 
 
-@functools.cache
+@shared
 def _demo_package(backend: str, precision: str, shape: tuple[int, ...]) -> Path:
     from ocrnet.build import build_package
 

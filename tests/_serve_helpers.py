@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import cv2
 import httpx
 import numpy as np
 
-from _engine_helpers import demo_package, workdir
+from _engine_helpers import demo_package, shared, workdir
 
 SHAPE = (4, 3, 64, 128)
 IMAGES = ("a.png", "b.jpg", "c.bmp", "d.png")  # d is half size: upscaled, logits resized back
@@ -49,7 +48,7 @@ def package() -> Path:
     return demo_package("openvino", "fp32", SHAPE)
 
 
-@functools.cache
+@shared
 def images() -> dict[str, Path]:
     from ocrnet.data.synthetic import generate_scene
 
@@ -65,7 +64,7 @@ def images() -> dict[str, Path]:
     return paths
 
 
-@functools.cache
+@shared
 def expected() -> dict[tuple[str, str], bytes]:
     """(image, format) -> what predict wrote (json: prediction_summary of predict's labels)."""
     from ocrnet.predict import predict, prediction_summary

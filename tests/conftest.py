@@ -21,6 +21,7 @@ test_serve, test_serve_v2 and test_serve_page all ask for alike, started once on
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,10 +59,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The folder of the session's shared artifacts (`_engine_helpers`: the random-weight
+    """The folder of the run's shared artifacts (`_engine_helpers`: the random-weight
     checkpoint, its ONNX export, packages built from it), made once and left to pytest's own
-    temporary-folder policy instead of an atexit hook."""
-    _engine_helpers.use_workdir(tmp_path_factory.mktemp("engine-artifacts"))
+    temporary-folder policy instead of an atexit hook. Under pytest-xdist every worker uses the
+    same folder (beside the workers' own), so each artifact is built once per run."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "engine-artifacts"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("engine-artifacts")
+    _engine_helpers.use_workdir(folder)
     yield _engine_helpers
 
 
@@ -108,3 +115,31 @@ def serve_main(serve_servers: tuple[Any, Any]) -> Any:
 def serve_tight(serve_servers: tuple[Any, Any]) -> Any:
     """`ocrnet serve` with `_serve_helpers.TIGHT_OPTIONS` (waits end by the timeout): shared."""
     return serve_servers[1]
+
+
+#: Test files that use the run's one Ray instance: one xdist worker runs them all.
+RAY_FILES = {"test_jobs.py", "test_serve_ray.py", "test_shipping.py", "test_work.py"}
+SERVE_FIXTURES = {"serve_servers", "serve_main", "serve_tight"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `--dist loadgroup` (make test): the Ray files share one worker (one Ray
+    instance), and so do the tests of the shared servers; the tests of a file that use a
+    module-scoped fixture (a server, a package) share one worker, so that fixture is made once,
+    as without xdist; every other test goes wherever a worker is free (session artifacts are
+    shared across workers anyway)."""
+    for item in items:
+        if item.path.name in RAY_FILES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif SERVE_FIXTURES & set(item.fixturenames):  # one worker starts the shared servers
+            item.add_marker(pytest.mark.xdist_group("serve"))
+        elif _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # not a Python test function: keep it with its file
+        return True
+    return any(d.scope in ("module", "class", "package")
+               for defs in info.name2fixturedefs.values() for d in defs)

@@ -7,7 +7,6 @@ session's shared servers (conftest.py's `serve_main`, named MODEL_NAME, and `ser
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import struct
 from pathlib import Path
@@ -22,7 +21,7 @@ httpx = pytest.importorskip("httpx")
 triton = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from _engine_helpers import workdir  # noqa: E402
+from _engine_helpers import shared, workdir  # noqa: E402
 from _serve_helpers import MODEL_NAME as NAME  # noqa: E402
 from _serve_helpers import Server, expected, images, package  # noqa: E402
 
@@ -110,7 +109,7 @@ def test_infer_json_data_with_pixels_equals_predict(server: Server) -> None:
     assert labels.tobytes() == b"".join(predicted(n).tobytes() for n in ("a.png", "c.bmp"))
 
 
-@functools.cache
+@shared
 def predicted_confidence() -> dict[str, np.ndarray]:
     """Image name -> the confidence PNG `ocrnet predict --confidence` wrote, decoded."""
     from ocrnet.predict import predict
