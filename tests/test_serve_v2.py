@@ -269,3 +269,21 @@ def test_wire_format_both_ways_without_a_server() -> None:
     assert size is not None and content[size:] == labels.tobytes()
     outputs = json.loads(content[:size])["outputs"]
     assert outputs[0]["parameters"] == {"binary_data_size": 6} and outputs[1]["data"] == [1, 1]
+
+
+@pytest.mark.parametrize("error", [None, "boom"])
+def test_not_ready_and_not_live_answer_the_protocols_error_shape(error: str | None) -> None:
+    """Regression: /v2/health/ready answered {"ready": false, "error"} while the engine loaded
+    (the fuzz test caught it under load): every v2 error is {"error"} alone."""
+    import threading
+    from types import SimpleNamespace
+
+    from ocrnet.serve import v2
+
+    service = SimpleNamespace(ready=threading.Event(), error=error)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(service=service)))
+    answer = asyncio.run(v2.ready(request))  # type: ignore[arg-type]
+    assert answer.status_code == 503 and set(json.loads(answer.body)) == {"error"}
+    if error:
+        answer = asyncio.run(v2.live(request))  # type: ignore[arg-type]
+        assert answer.status_code == 500 and set(json.loads(answer.body)) == {"error"}

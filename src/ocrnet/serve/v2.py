@@ -105,8 +105,8 @@ async def live(request: Request) -> Response:
     service = _service(request)
     if service.error:
         # the reason is in the server log, not in an answer
-        return JSONResponse({"live": False, "error": "the engine failed to load; the server log "
-                             "says why"}, status_code=500)
+        return JSONResponse({"error": "the engine failed to load; the server log says why"},
+                            status_code=500)
     return JSONResponse({"live": True})
 
 
@@ -114,7 +114,8 @@ async def ready(request: Request) -> Response:
     service = _service(request)
     if not service.ready.is_set():
         why = "the engine failed to load" if service.error else "the engine is still loading"
-        return JSONResponse({"ready": False, "error": why}, status_code=503)
+        # the protocol's error shape, as every v2 error: the status code is the answer
+        return JSONResponse({"error": why}, status_code=503)
     return JSONResponse({"ready": True})
 
 
