@@ -121,13 +121,14 @@ def logits_to_labels(logits: np.ndarray, size: tuple[int, int] | None = None) ->
         return np.stack([logits_to_labels(one, size) for one in logits])
     if resize_argmax.applies(logits, size):
         return resize_argmax.resized_argmax(logits, size)
-    return _argmax_by_channel(logits, size)
+    return argmax_by_channel(logits, size)
 
 
-def _argmax_by_channel(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """np.argmax over resized channels, one channel at a time (ties: the first channel wins)."""
+def argmax_by_channel(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """np.argmax over resized channels, one channel at a time (ties: the first channel wins):
+    `logits_to_labels` for any ratio and any values (public for the benchmarks' comparison)."""
     if logits.ndim == 4:  # (N, C, h, w): one image at a time
-        return np.stack([_argmax_by_channel(one, size) for one in logits])
+        return np.stack([argmax_by_channel(one, size) for one in logits])
     # np.argmax treats NaN as the maximum (the first NaN wins); resizing can make a NaN out of
     # infinities, so the NaN rule is applied only when the logits are not all finite.
     nan_aware = not bool(np.isfinite(logits).all())
