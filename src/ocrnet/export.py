@@ -163,10 +163,15 @@ def select_outputs(source: str | os.PathLike[str], out: str | os.PathLike[str],
     low = final[0].input[0]
     cut = Extractor(model).extract_model([i.name for i in model.graph.input],
                                          [low] if LOWRES in outputs else outputs)
-    for node in cut.graph.node:
-        node.output[:] = [LOWRES if o == low else o for o in node.output]
-    for value in cut.graph.output:
-        value.name = LOWRES if value.name == low else value.name
+    # The extractor may list the kept nodes out of order; the export's order is topological.
+    order = {n.name: i for i, n in enumerate(model.graph.node)}
+    nodes = sorted(cut.graph.node, key=lambda n: order[n.name])
+    del cut.graph.node[:]
+    cut.graph.node.extend(nodes)
+    if LOWRES in outputs:  # the classifier's output takes the package's tensor name
+        for node in cut.graph.node:
+            node.output[:] = [LOWRES if o == low else o for o in node.output]
+        cut.graph.output[0].name = LOWRES
     del cut.metadata_props[:]
     cut.metadata_props.extend(model.metadata_props)  # what build reads: the checkpoint, variant
     with atomic_path(Path(out)) as tmp:
