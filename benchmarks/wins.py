@@ -21,6 +21,8 @@ K images in flight through OpenVINO's throughput mode (`--streams`).
    be 0), the default package's logits against that resize (max |delta|: whether OpenVINO's
    Interpolate rounds as torch does).
 5. `predict` over --images generated scenes with 1 and 2 streams, interleaved (img/s).
+6. With --batch2: `eval` of static int8 packages (labels graph) at batch 1 and batch 2 on
+   those scenes, one stream each, and batch 1 with 2 streams, interleaved (img/s).
 
 Every figure is printed with the CPU, its flags and the load average; --out gets wins.json.
 Not a test: on a loaded machine, say so with the numbers.
@@ -186,6 +188,32 @@ def streams(pkg: Path, images: list[Path], repeats: int) -> dict[str, float]:
     return rate
 
 
+def batch_two(args: argparse.Namespace, h: int, w: int, root: Path) -> dict[str, float]:
+    """eval's images per second: int8 static batch 1 and batch 2 (one stream), and batch 1
+    with two streams (the other way to keep both cores busy), interleaved, best of repeats."""
+    from ocrnet.evaluate import evaluate
+
+    work, calib = Path(args.work), scenes(Path(args.work) / f"calib-{h}x{w}", h, w,
+                                          args.calib_count)
+    pkgs = {}
+    for n in (1, 2):
+        pkg = work / f"openvino-int8-labels-{n}x{h}x{w}"
+        if not (pkg / "ocrnet.json").exists():
+            build_package(args.checkpoint, pkg, backend="openvino", precision="int8",
+                          shape=(n, 3, h, w), calib_dir=calib, calib_count=args.calib_count,
+                          outputs=["labels"], overwrite=True)
+        pkgs[n] = pkg
+    runs = {"batch 1": (pkgs[1], 1), "batch 2": (pkgs[2], 1), "batch 1, 2 streams": (pkgs[1], 2)}
+    rate: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name, (pkg, k) in runs.items():
+            result = evaluate(pkg, root, "train", streams=k, progress=False)
+            rate[name] = max(rate.get(name, 0.0), result.num_images / result.extra["seconds"])
+    say(f"eval int8 {h}x{w}, {args.images} images, best of {args.repeats}: "
+        + ", ".join(f"{k} {v:.3f} img/s" for k, v in rate.items()))
+    return rate
+
+
 def scene_batch(h: int, w: int) -> np.ndarray:
     from ocrnet.data.synthetic import generate_scene
     from ocrnet.data.transforms import normalize
@@ -216,6 +244,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="scenes predict runs on")
     parser.add_argument("--repeats", type=int, default=3, help="host-step and predict rounds")
     parser.add_argument("--calib-count", type=int, default=8)
+    parser.add_argument("--batch2", action="store_true",
+                        help="also eval int8 at static batch 2 vs 1 (two more int8 builds)")
     parser.add_argument("--work", default="runs/wins/packages")
     parser.add_argument("--out", default="runs/wins")
     args = parser.parse_args()
@@ -230,11 +260,13 @@ def main() -> None:
     results["host_step_s"] = host_step(lowres_of(args.checkpoint, x), (h, w), args.repeats)
     results["agreement"] = {p: agreement(g, x) for p, g in built.items() if "lowres" in g}
     say(f"labels on one scene: {json.dumps(results['agreement'])}")
-    images = sorted((scenes(Path(args.work) / f"images-{h}x{w}-{args.images}", h, w,
-                            args.images) / "leftImg8bit").rglob("*.png"))
+    root = scenes(Path(args.work) / f"images-{h}x{w}-{args.images}", h, w, args.images)
+    images = sorted((root / "leftImg8bit").rglob("*.png"))
     results["predict_img_s"] = {f"{p}-{g}": streams(pkg, images, args.repeats)
                                 for p, graphs in built.items() for g, pkg in graphs.items()
                                 if g != "default"}
+    if args.batch2:
+        results["eval_int8_img_s"] = batch_two(args, h, w, root)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "wins.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

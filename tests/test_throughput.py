@@ -97,3 +97,19 @@ def test_in_flight_keeps_order_and_at_most_k_batches() -> None:
     batches = [([i], object()) for i in range(12)]
     got = [preds for _, _, preds in in_flight(engine, iter(batches), predict_one)]
     assert got == [[i] for i in range(12)] and peak[0] == 3
+
+
+def test_cli_streams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ocrnet.cli import main
+
+    pkg, image = h.package("openvino", "fp32"), next(
+        (h.calib_root() / "leftImg8bit" / "train").rglob("*.png"))
+    assert main(["predict", str(pkg), str(image), "--out", str(tmp_path / "a"),
+                 "--streams", "2", "--no-progress"]) == 0
+    assert main(["predict", str(pkg), str(image), "--out", str(tmp_path / "b"),
+                 "--streams", "2", "--ray", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "--streams 2 applies to runs in this process" in err and err.count("\n") <= 2
+    assert main(["eval", str(h.package("onnxruntime", "fp32")), "--data-root",
+                 str(h.calib_root()), "--split", "train", "--streams", "2"]) == 1
+    assert "no throughput mode" in capsys.readouterr().err
