@@ -42,6 +42,7 @@ def _tamper(pkg: Path, **fields: object) -> None:
     {"classes": [1, 2]},
     {"palette": [[300, 0, 0]]},
     {"outputs": ["secrets"]},
+    {"outputs": ["lowres", "labels"]},  # lowres stands alone: the labels are made from it
     {"format_version": "1"},
     {"source": {"checkpoint": "/dev/zero"}},
     {"source": {"path": 7}},

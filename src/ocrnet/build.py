@@ -9,7 +9,10 @@ convolutions as Winograd F(4x4, 3x3); None means "where it is measured to pay": 
 bfloat16 with static shapes, never int8 (quantizing the transformed domain). `outputs`
 (checkpoint sources) picks the graph's outputs: `labels` alone spares the engine writing
 full-resolution float logits (a few % of an image's time; ~10% under int8), but then evaluation
-must run at the images' own size.
+must run at the images' own size. `lowres` (alone, ONNX backends) ends the graph before the
+model's final resize: the engine computes the labels from the 1/4-resolution logits in row
+bands (`ocrnet.data.resize_argmax`, byte-identical to mmseg's resize and argmax) instead of the
+backend's Interpolate writing C full-size planes, and full-size logits when they are asked for.
 
 `max_drop` (int8 forms, backends with accuracy control) builds int8 within that many mIoU points
 of the float model, measured on `holdout_count` labelled images of `calib_split` that are not
@@ -43,7 +46,15 @@ from ocrnet.export import (
 )
 from ocrnet.fileio import output_error
 from ocrnet.layer_map import write_layer_map
-from ocrnet.package import INPUT_NAME, OUTPUT_NAMES, Package, PackageWriter, sha256_file
+from ocrnet.package import (
+    GRAPH_OUTPUTS,
+    INPUT_NAME,
+    LOWRES,
+    OUTPUT_NAMES,
+    Package,
+    PackageWriter,
+    sha256_file,
+)
 from ocrnet.package import tool_versions as _tool_versions
 from ocrnet.precision import Precision
 
@@ -82,7 +93,7 @@ def build_package(
     `ocrnet.quantize.SENSITIVE_PARTS`). `winograd`, `outputs` and `max_drop`: see the module
     docstring.
     """
-    cls, p, source = _check_request(backend, precision, device, source, max_drop)
+    cls, p, source = _check_request(backend, precision, device, source, max_drop, outputs)
     calib_files, options, holdout = _int8_setup(
         cls, p, calib_dir, calib_split=calib_split, calib_count=calib_count,
         calib_method=calib_method, bias_correction=bias_correction, keep_float=keep_float,
@@ -167,10 +178,13 @@ def _source_meta(source: Path, from_onnx: bool) -> dict[str, Any]:
 
 
 def _check_request(backend: str, precision: str | Precision, device: str,
-                   source: str | os.PathLike[str],
-                   max_drop: float | None) -> tuple[Any, Precision, Path]:
+                   source: str | os.PathLike[str], max_drop: float | None,
+                   outputs: Sequence[str] = OUTPUT_NAMES) -> tuple[Any, Precision, Path]:
     """The backend class, the precision, and the source path, all checked before any work."""
     cls = get_backend(backend)
+    if LOWRES in outputs and cls.source != "onnx":
+        raise OcrnetError(f"--outputs {LOWRES} ends an ONNX graph before its final resize; "
+                          f"backend {backend!r} runs the PyTorch model: build it without")
     cls.require()
     p = cls.check_precision(precision)
     cls.check_device(device)
@@ -299,9 +313,9 @@ def _onnx_facts(path: Path) -> tuple[list[int | str], dict[str, Any], dict[str, 
         raise OcrnetError(f"{path} is not a graph from `ocrnet export` with a float32 "
                           f"{INPUT_NAME!r} input (engine packages take normalized NCHW float32; "
                           "export without --uint8-input)")
-    outputs = [o.name for o in proto.graph.output if o.name in OUTPUT_NAMES]
+    outputs = [o.name for o in proto.graph.output if o.name in GRAPH_OUTPUTS]
     if not outputs:
-        raise OcrnetError(f"{path} has none of the outputs {', '.join(OUTPUT_NAMES)}")
+        raise OcrnetError(f"{path} has none of the outputs {', '.join(GRAPH_OUTPUTS)}")
     dims = inputs[0].type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else _DYNAMIC_AXES.get(str(i), d.dim_param)
              for i, d in enumerate(dims)]

@@ -16,6 +16,9 @@ INPUT_SHAPE = (1, 3, 1024, 2048)
 OPSET = 18
 #: Graph outputs, in order: `labels` (uint8 argmax) and `logits` (float).
 OUTPUTS = ("labels", "logits")
+#: What `--outputs` takes: those, or `lowres` alone (the logits before the model's final resize;
+#: engines compute the labels from them in bands, mmseg-exact).
+OUTPUT_CHOICES = (*OUTPUTS, "lowres")
 
 # --- preprocessing ----------------------------------------------------------------------------
 #: mmseg's test `Resize(scale=(2048, 1024), keep_ratio=True)`, WIDTHxHEIGHT; a no-op for

@@ -29,7 +29,14 @@ from ocrnet.eval_result import EvalResult, model_result
 from ocrnet.work.kernels import PairKernel, ScoreKernel
 from ocrnet.work.local import Executor, LocalExecutor
 from ocrnet.work.modes import Mode
-from ocrnet.work.plan import EvalOptions, EvalPlan, check_run_options, limited, prediction_dir
+from ocrnet.work.plan import (
+    EvalOptions,
+    EvalPlan,
+    check_run_options,
+    check_streams,
+    limited,
+    prediction_dir,
+)
 from ocrnet.work.tally import Tally
 
 # Re-exported: `from ocrnet.evaluate import EvalResult` etc. predate the split into modules.
@@ -63,6 +70,7 @@ def evaluate(
     ratios: Sequence[float] | None = None,
     flip: bool = False,
     calibration: bool = False,
+    streams: int | None = None,
 ) -> EvalResult:
     """Score a model on a Cityscapes split.
 
@@ -75,15 +83,18 @@ def evaluate(
     `workers` engine actors of `threads` each), see `ocrnet.jobs`; identical metrics.
     `max_pixels`: bigger images or labels are refused before decoding (a `BadFileError`).
     `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`. `calibration`:
-    `result.extra["calibration"]` (`ocrnet.calibration`).
+    `result.extra["calibration"]` (`ocrnet.calibration`). `streams`: images in flight through
+    the engine (default: 2 for OpenVINO packages on 2+ cores, else 1; see
+    `ocrnet.engines.stream_count`); the metrics are the same whatever it is.
     """
     check_run_options(resize, batch_size)
+    check_streams(streams, ray)
     plan = EvalPlan(limited(discover(data_root, split), limit), EvalOptions(
         scale, resize, batch_size, max_pixels, prediction_dir(save_predictions),
         Mode.parse(mode, crop=crop, stride=stride, ratios=ratios, flip=flip), calibration),
         skip_bad)
     executor = _executor(ray, workers, threads, device, trust_checkpoint, trust_package,
-                         prefetch, model)
+                         prefetch, model, streams)
     tally = Tally(skip_bad)
     start = time.perf_counter()
     info = executor.run(model, ScoreKernel(plan.options), plan.samples, desc="eval",
@@ -123,11 +134,12 @@ def _extras(result: EvalResult, info: dict[str, Any], mode: Mode, tally: Tally |
 
 def _executor(ray: str | None, workers: int | None, threads: int | None, device: str,
               trust_checkpoint: bool, trust_package: bool, prefetch: int | None,
-              model: Engine | str | os.PathLike[str] | None) -> Executor:
+              model: Engine | str | os.PathLike[str] | None,
+              streams: int | None = None) -> Executor:
     """This process, or the Ray cluster at `ray` (which needs a model path, not an engine)."""
     if ray is None:
         return LocalExecutor(device, trust_checkpoint, trust_package, threads, workers,
-                             prefetch)
+                             prefetch, streams)
     from ocrnet.jobs.executor import RayExecutor
 
     executor = RayExecutor(ray, workers=workers, threads=threads, device=device,

@@ -4,7 +4,8 @@ We use the dynamo exporter (`torch.onnx.export(..., dynamo=True)`): on HRNet-OCR
 of half the nodes of the TorchScript exporter (851 vs 1708 at hr18: BatchNorm folded into the
 convolutions, resize sizes constant, no Shape/Gather/Concat chains to compute them), so no
 separate simplifier (onnxslim) is needed. The graph's tensors are named `input` -> `labels`
-(argmax at the input's resolution, uint8) and `logits` (float32), in the order asked for.
+(argmax at the input's resolution, uint8) and `logits` (float32), in the order asked for, or
+`lowres` alone: the logits before the model's final resize (`ocrnet.package.LOWRES`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 from ocrnet import defaults
 from ocrnet.errors import OcrnetError
 from ocrnet.fileio import atomic_path, prepare_folder
-from ocrnet.package import INPUT_NAME, OUTPUT_NAMES
+from ocrnet.package import GRAPH_OUTPUTS, INPUT_NAME, LOWRES, OUTPUT_NAMES
 from ocrnet.quiet import quiet_dependencies
 from ocrnet.shapes import parse_input_shape as parse_shape  # NxCxHxW, kept under its old name
 
@@ -63,6 +64,8 @@ class _ExportWrapper(nn.Module):
         if self.uint8_input:
             # Same float32 ops as ocrnet.data.transforms.normalize: subtract, then divide.
             x = (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        if LOWRES in self.outputs:  # the graph stops before the final resize
+            return (self.model.forward_heads(x)[0],)
         logits = self.model(x)
         made = {"logits": logits}
         if "labels" in self.outputs:
@@ -72,9 +75,13 @@ class _ExportWrapper(nn.Module):
 
 def _check_outputs(outputs: Sequence[str]) -> list[str]:
     outputs = list(dict.fromkeys(outputs))
-    bad = [o for o in outputs if o not in OUTPUT_NAMES]
+    bad = [o for o in outputs if o not in GRAPH_OUTPUTS]
     if bad or not outputs:
-        raise OcrnetError(f"unknown output(s) {bad or outputs}; valid: {', '.join(OUTPUT_NAMES)}")
+        raise OcrnetError(f"unknown output(s) {bad or outputs}; valid: {', '.join(GRAPH_OUTPUTS)}")
+    if LOWRES in outputs and len(outputs) > 1:
+        others = ", ".join(o for o in outputs if o != LOWRES)
+        raise OcrnetError(f"--outputs {LOWRES} stands alone: the labels and full-size logits "
+                          f"are computed from it; drop {others}")
     return outputs
 
 
@@ -135,6 +142,42 @@ def export_onnx(
     if verify:
         result.verify = verify_onnx(model, out, dims, uint8_input=uint8_input, dynamic=dynamic)
     return result
+
+
+def select_outputs(source: str | os.PathLike[str], out: str | os.PathLike[str],
+                   outputs: Sequence[str]) -> Path:
+    """An `ocrnet export` graph with both outputs, keeping only `outputs`, without exporting
+    again (minutes on a loaded machine): `labels` or `logits` drop the other one; `lowres`
+    cuts the graph before the final Resize, the graph `export_onnx(outputs=["lowres"])`
+    writes. The graphs differ only after the classifier, so packages built from them compare
+    exactly what their outputs cost."""
+    import onnx
+    from onnx.utils import Extractor
+
+    outputs = _check_outputs(outputs)
+    model = onnx.load(str(source))
+    final = [n for n in model.graph.node if "logits" in n.output]
+    if not final or final[0].op_type != "Resize":
+        raise OcrnetError(f"{source} has no `logits` output made by a Resize (export it with "
+                          "`ocrnet export`, its default outputs)")
+    low = final[0].input[0]
+    cut = Extractor(model).extract_model([i.name for i in model.graph.input],
+                                         [low] if LOWRES in outputs else outputs)
+    # The extractor may list the kept nodes out of order; the export's order is topological.
+    order = {n.name: i for i, n in enumerate(model.graph.node)}
+    nodes = sorted(cut.graph.node, key=lambda n: order[n.name])
+    del cut.graph.node[:]
+    cut.graph.node.extend(nodes)
+    if LOWRES in outputs:  # the classifier's output takes the package's tensor name
+        for node in cut.graph.node:
+            node.output[:] = [LOWRES if o == low else o for o in node.output]
+        cut.graph.output[0].name = LOWRES
+    del cut.metadata_props[:]
+    cut.metadata_props.extend(model.metadata_props)  # what build reads: the checkpoint, variant
+    with atomic_path(Path(out)) as tmp:
+        onnx.save(cut, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+    return Path(out)
 
 
 def _check_options(opset: int, winograd: bool, dynamic: bool) -> None:
@@ -242,6 +285,10 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], shape: Sequence[
             ref = model(torch.from_numpy(x)).numpy()
         got = dict(zip(names, session.run(None, {INPUT_NAME: rgb if uint8_input else x}),
                        strict=True))
+        if LOWRES in got:  # compared as the engines use it: resized to the input's size
+            from ocrnet.data.transforms import resize_logits
+
+            got = {"logits": resize_logits(got[LOWRES], (h_, w_))}
         check: dict[str, Any] = {"shape": [n_, 3, h_, w_]}
         if "logits" in got:
             diff = got["logits"] - ref

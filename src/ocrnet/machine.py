@@ -88,15 +88,20 @@ def _gpu() -> dict[str, Any] | None:
         return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: taskset/cgroups often grant fewer than the host has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, Any]:
     """Describe this machine for a benchmark report (JSON-serialisable, no side effects)."""
     import psutil
 
     model, flags = _cpuinfo()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
+    usable = usable_cores()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "cpu": model,

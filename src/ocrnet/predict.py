@@ -32,7 +32,13 @@ from ocrnet.work.formats import (
 from ocrnet.work.kernels import PredictKernel
 from ocrnet.work.local import LocalExecutor
 from ocrnet.work.modes import Mode
-from ocrnet.work.plan import find_images, output_name, plan_predict, predict_options
+from ocrnet.work.plan import (
+    check_streams,
+    find_images,
+    output_name,
+    plan_predict,
+    predict_options,
+)
 from ocrnet.work.record import model_identity, resume, run_identity
 from ocrnet.work.tally import Tally
 
@@ -92,6 +98,7 @@ def predict(
     ratios: Sequence[float] | None = None,
     flip: bool = False,
     confidence: bool = False,
+    streams: int | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every image in `inputs` and write PNGs of its original size to `out_dir`.
 
@@ -104,17 +111,17 @@ def predict(
     `ocrnet.engines.open_model`); `resize` as eval's ("logits": exact, "labels":
     nearest). Returns one dict per image: `image`, `height`, `width` and the written paths;
     with `skip_bad` an unreadable image is `{"image": path, "skipped": reason}` instead of an
-    error. `threads`: the engine's inference threads. `ray`: run on a Ray cluster (`"local"`,
-    `"auto"` or an address; `workers` is then the number of engine actors, `threads` each
-    one's threads), see `ocrnet.jobs`. `max_pixels`: an image whose header claims more pixels
-    is refused before decoding (the overlay's re-read too).
+    error. `threads`: the engine's inference threads; `streams`: images in flight through it
+    (`ocrnet.engines.stream_count`; the same bytes whatever it is). `ray`: on a Ray cluster
+    (`"local"`, `"auto"` or an address; `workers` is then the number of engine actors, `threads`
+    each one's threads), see `ocrnet.jobs`. `max_pixels`: an image whose header claims more
+    pixels is refused before decoding (the overlay's re-read too).
 
     `out_dir` keeps a run record (`ocrnet-run.json`): a rerun with the same model and options
     skips the images already done (`predict_run(...).resumed`); another model or options, or
     files no record owns, are refused in one line unless `overwrite`, which replaces this
-    run's outputs (and nothing else in the folder).
-    `mode` (`crop`, `stride`, `ratios`, `flip`): `ocrnet.work.modes`. `confidence`: also
-    `<name>_confidence.png`, round(255 * max softmax probability).
+    run's outputs (and nothing else in the folder). `mode` (`crop`, `stride`, `ratios`,
+    `flip`): `ocrnet.work.modes`. `confidence`: also `<name>_confidence.png`, 255 x max softmax.
     """
     return predict_run(
         model_or_engine, inputs, out_dir, format=format, color=color, overlay=overlay,
@@ -122,7 +129,7 @@ def predict(
         workers=workers, progress=progress, trust_checkpoint=trust_checkpoint,
         trust_package=trust_package, threads=threads, skip_bad=skip_bad, ray=ray,
         max_pixels=max_pixels, overwrite=overwrite, mode=mode, crop=crop, stride=stride,
-        ratios=ratios, flip=flip, confidence=confidence).images
+        ratios=ratios, flip=flip, confidence=confidence, streams=streams).images
 
 
 def predict_run(
@@ -153,6 +160,7 @@ def predict_run(
     ratios: Sequence[float] | None = None,
     flip: bool = False,
     confidence: bool = False,
+    streams: int | None = None,
 ) -> PredictResult:
     """`predict` with the whole account: images written, resumed, skipped, the Ray block."""
     start = time.perf_counter()
@@ -161,6 +169,7 @@ def predict_run(
                               max_pixels=max_pixels, confidence=confidence,
                               mode=Mode.parse(mode, crop=crop, stride=stride, ratios=ratios,
                                               flip=flip))
+    check_streams(streams, ray)
     plan = plan_predict(inputs, out_dir, options, skip_bad=skip_bad)
     if ray is not None:
         from ocrnet.jobs.executor import RayExecutor
@@ -170,7 +179,8 @@ def predict_run(
                                     trust_package=trust_package)
         executor.check(model_or_engine, "predict")
     else:
-        executor = LocalExecutor(device, trust_checkpoint, trust_package, threads, workers)
+        executor = LocalExecutor(device, trust_checkpoint, trust_package, threads, workers,
+                                 streams=streams)
     model = model_identity(model_or_engine)
     done = resume(plan, model, run_identity(model, options, device), overwrite=overwrite)
     tally = Tally(skip_bad)

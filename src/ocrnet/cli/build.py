@@ -45,8 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--max-drop: labelled calibration-split images, not used for "
                         "calibration, that the budget is measured on (default: 16)")
     p.add_argument("--outputs", nargs="+", default=list(defaults.OUTPUTS),
+                   choices=list(defaults.OUTPUT_CHOICES),
                    help="graph outputs, checkpoint sources (default: labels logits); labels "
-                        "alone is faster but then eval must run at the images' own size")
+                        "alone is faster but then eval must run at the images' own size; "
+                        "lowres alone ends the graph before the final resize and the engine "
+                        "labels the 1/4-resolution logits in bands (mmseg-exact, no full-size "
+                        "planes; full-size logits when asked)")
     p.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
                    help="Winograd F(4x4,3x3) for the widest 3x3 convolutions (checkpoint sources; "
                         "default: on for fp32/bf16 with static shapes, off for int8)")

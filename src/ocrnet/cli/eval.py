@@ -16,6 +16,7 @@ from ocrnet.cli.options import (
     add_ray,
     add_resize,
     add_scale,
+    add_streams,
     add_trust,
     add_workers,
     check_outputs,
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p, help="device for MODEL")
     add_workers(p, help=RAY_WORKERS_HELP)
     add_ray(p)
+    add_streams(p)
     add_trust(p)
     p.add_argument("--save-predictions", metavar="DIR",
                    help="write <city>_<seq>_<frame>_pred_labelIds.png (official labelIds) here")
@@ -86,7 +88,7 @@ def _against_reference(args: argparse.Namespace, result: Any) -> None:
                    device=args.device, skip_bad=args.skip_bad, max_pixels=args.max_pixels,
                    resize=args.resize, workers=args.workers, progress=args.progress,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package,
-                   **mode_options(args))
+                   **mode_options(args))  # its own streams: another model, another backend
     ci = result.delta_vs(ref)
     result.extra["reference"] = {"model": args.reference, "mIoU": ref.to_json()["mIoU"],
                                  **ci.to_json()}
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             progress=args.progress, trust_checkpoint=args.trust_checkpoint,
             trust_package=args.trust_package, threads=args.threads, ray=args.ray,
-            calibration=bool(args.json_out), **mode_options(args),
+            calibration=bool(args.json_out), streams=args.streams, **mode_options(args),
         )
     if getattr(args, "reference", None):
         _against_reference(args, result)

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_shape(p, DEFAULT_SHAPE)
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
     p.add_argument("--outputs", nargs="+", default=list(defaults.OUTPUTS),
-                   choices=list(defaults.OUTPUTS), help="graph outputs, in order (default: both)")
+                   choices=list(defaults.OUTPUT_CHOICES),
+                   help="graph outputs, in order (default: labels logits); lowres alone ends the "
+                        "graph before the final resize")
     p.add_argument("--uint8-input", action="store_true",
                    help="take raw RGB uint8 NHWC and normalize inside the graph")
     p.add_argument("--opset", type=positive_int, default=defaults.OPSET,

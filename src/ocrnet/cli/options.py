@@ -110,6 +110,15 @@ def add_ray(p: argparse.ArgumentParser) -> None:
                         "engine's own choice, with --ray the node's cores)")
 
 
+def add_streams(p: argparse.ArgumentParser) -> None:
+    """--streams K: images in flight through one engine (predict, eval)."""
+    p.add_argument("--streams", type=positive_int, metavar="K",
+                   help="images in flight through the engine: OpenVINO packages run K requests "
+                        "side by side (its throughput mode); the outputs are the same bytes "
+                        "(default: 2 for OpenVINO packages on 2+ cores, else 1; not with --ray, "
+                        "whose actors run one each)")
+
+
 def add_scale(p: argparse.ArgumentParser, *, default_text: str | None = None) -> None:
     text = default_text or (f"{'x'.join(map(str, defaults.SCALE))} (mmseg's) for checkpoints "
                             "and dynamic packages, a static package's own input size")

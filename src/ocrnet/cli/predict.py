@@ -18,6 +18,7 @@ from ocrnet.cli.options import (
     add_ray,
     add_resize,
     add_scale,
+    add_streams,
     add_trust,
     add_workers,
     check_outputs,
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_workers(p, help=RAY_WORKERS_HELP)
     add_ray(p)
+    add_streams(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, listed in the output and the JSON, instead of "
                         "stopping at the first")
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                    threads=args.threads, skip_bad=args.skip_bad, progress=args.progress,
                    max_pixels=args.max_pixels, confidence=args.confidence,
                    trust_checkpoint=args.trust_checkpoint, trust_package=args.trust_package,
-                   **mode_options(args))
+                   streams=args.streams, **mode_options(args))
     from ocrnet.predict import predict_run
 
     result = predict_run(args.model, args.inputs, args.out, ray=args.ray,
@@ -138,8 +140,9 @@ def run_video(args: argparse.Namespace) -> int:
     """`predict MODEL clip.mp4 --out DIR`: frames, overlay clip and per-frame JSON."""
     from ocrnet.predict_video import predict_video
 
-    if args.ray or args.skip_bad or args.color:
-        flag = "--ray" if args.ray else "--skip-bad" if args.skip_bad else "--color"
+    if args.ray or args.skip_bad or args.color or args.streams:
+        flag = "--ray" if args.ray else "--skip-bad" if args.skip_bad else \
+            "--color" if args.color else "--streams"
         raise OcrnetError(f"{flag} applies to image inputs, not to a video")
     record = predict_video(
         args.model, args.inputs[0], args.out, every=args.every or 1, start=args.start or 0.0,

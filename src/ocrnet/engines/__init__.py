@@ -28,6 +28,7 @@ __all__ = [
     "get_backend",
     "open_model",
     "opened_engine",
+    "stream_count",
 ]
 
 _NOT_BACKENDS = {"base"}
@@ -102,16 +103,57 @@ def open_model(path: str | os.PathLike[str], device: str = "cpu", *,
 @contextmanager
 def opened_engine(model: Engine | str | os.PathLike[str], *, device: str,
                   trust_checkpoint: bool, trust_package: bool,
-                  threads: int | None) -> Iterator[tuple[Engine, str]]:
+                  threads: int | None, streams: int = 1) -> Iterator[tuple[Engine, str]]:
     """Yield `(engine, name)`. An open `Engine` is used as it is and left open (its
     `display_name` names it); a path is opened with `ocrnet.engines.open_model` on `device`
-    (`threads` inference threads when given) and closed on leaving, also on an error."""
+    (`threads` inference threads when given, `streams` requests at once where more than 1:
+    see `stream_count`) and closed on leaving, also on an error."""
     if isinstance(model, Engine):
         yield model, model.display_name
         return
+    opts: dict[str, Any] = {"threads": threads} if threads else {}
+    if streams > 1:
+        opts["streams"] = streams
     engine = open_model(model, device=device, trust_checkpoint=trust_checkpoint,
-                        trust_package=trust_package, **({"threads": threads} if threads else {}))
+                        trust_package=trust_package, **opts)
     try:
         yield engine, str(model)
     finally:
         engine.close()
+
+
+def stream_count(model: Engine | str | os.PathLike[str], streams: int | None,
+                 threads: int | None = None) -> int:
+    """How many images an in-process job keeps in flight through `model`: `streams` where
+    given; else 2 where the model is a package of a backend with a throughput mode
+    (`Engine.throughput_streams`: OpenVINO) and at least 2 cores (or `threads`) run it, which
+    keeps both cores busy through the layers one request runs on one core; else 1. An open
+    engine keeps the streams it was opened with. Explicit streams on a backend without a
+    throughput mode are refused in one line."""
+    if isinstance(model, Engine):
+        return int(model.metadata.get("streams") or 1)
+    backend = _package_backend(Path(model))
+    supported = backend is not None and backend in available_backends() and \
+        get_backend(backend).throughput_streams
+    if streams is not None:
+        if streams > 1 and not supported:
+            raise OcrnetError(f"--streams {streams}: {model} runs one request at a time (no "
+                              "throughput mode; OpenVINO packages have one); leave --streams out")
+        return streams
+    from ocrnet.machine import usable_cores
+
+    return 2 if supported and (threads or usable_cores()) >= 2 else 1
+
+
+def _package_backend(path: Path) -> str | None:
+    """The backend a package folder's manifest names (read, not verified: `open_model`
+    verifies it), None for anything else."""
+    import json
+
+    from ocrnet.package import MANIFEST
+
+    try:
+        backend = json.loads((path / MANIFEST).read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None

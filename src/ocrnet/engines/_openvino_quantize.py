@@ -71,7 +71,7 @@ def miou_validator(num_classes: int) -> Any:
     per-image scores. Predictions are brought to the label's size by nearest neighbour (labels
     only: the graph may have no logits); only one image's prediction is alive at a time.
     """
-    from ocrnet.data.transforms import resize_labels
+    from ocrnet.data.transforms import logits_to_labels, resize_labels
     from ocrnet.metrics import ConfusionMatrix
 
     def validate(compiled: Any, items: Iterable[tuple[np.ndarray, np.ndarray]]
@@ -83,6 +83,8 @@ def miou_validator(num_classes: int) -> Any:
             result = compiled(x)
             if "labels" in names:
                 pred = np.asarray(result["labels"])[0]
+            elif "lowres" in names:  # `--outputs lowres`: labels at the input size, as engines
+                pred = logits_to_labels(np.asarray(result["lowres"])[0], x.shape[-2:])
             else:
                 pred = np.asarray(result["logits"])[0].argmax(0).astype(np.uint8)
             one = ConfusionMatrix(num_classes)

@@ -134,6 +134,10 @@ class Engine(abc.ABC):
     #: Where it is not: why, and what to do instead (the error `check_max_drop` raises).
     why_no_accuracy_control: ClassVar[str] = ""
 
+    #: Whether `open(..., streams=K)` runs K requests at once (a throughput mode): `infer` may
+    #: then be called from K threads, each call on a request of its own.
+    throughput_streams: ClassVar[bool] = False
+
     #: True where opening a package loads native code from it (AOTInductor's shared library):
     #: `open_model` then passes `trust` and the backend refuses to load without it.
     native_code: ClassVar[bool] = False
@@ -315,7 +319,7 @@ def package_metadata(package: Package, device: str, **extra: Any) -> dict[str, A
         "input_shape": meta.get("input", {}).get("shape"),
         "dynamic_axes": meta.get("input", {}).get("dynamic_axes", {}),
         "runtime": meta.get("runtime", {}),
-        "outputs": meta.get("outputs"),  # labels and/or logits: what confidence maps can use
+        "outputs": meta.get("outputs"),  # labels, logits or lowres: what confidence maps use
         "model": meta.get("model", {}),  # variant and classes: what bench counts FLOPs from
         **extra,
     }
@@ -331,3 +335,15 @@ def check_input_shape(package: Package, batch: np.ndarray) -> None:
             spec, got = "x".join(map(str, shape)), "x".join(map(str, batch.shape))
             raise OcrnetError(f"package {package.path} is built for input {spec}, got {got}; "
                               "rebuild with --shape to match or with --dynamic")
+
+
+def lowres_result(lowres: np.ndarray, size: tuple[int, int], want_logits: bool) -> InferResult:
+    """What an engine whose graph ends before the final resize (`--outputs lowres`) returns
+    for its (N, C, h, w) output and input size (H, W): the labels of mmseg's resize and
+    argmax, computed in bands (`ocrnet.data.transforms.logits_to_labels`), and the full-size
+    logits only when asked for."""
+    from ocrnet.data.transforms import logits_to_labels, resize_logits
+
+    size = (int(size[0]), int(size[1]))
+    labels = logits_to_labels(lowres, size)
+    return InferResult(labels, resize_logits(lowres, size) if want_logits else None)

@@ -20,10 +20,11 @@ from ocrnet.engines.base import (
     Engine,
     InferResult,
     check_input_shape,
+    lowres_result,
     package_metadata,
 )
 from ocrnet.errors import OcrnetError
-from ocrnet.package import INPUT_NAME
+from ocrnet.package import INPUT_NAME, LOWRES
 from ocrnet.precision import Precision
 
 if TYPE_CHECKING:
@@ -183,6 +184,9 @@ class OnnxRuntimeEngine(Engine):
     def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
         if self._package is not None:
             check_input_shape(self._package, batch)
+        if LOWRES in self._outputs:
+            (lowres,) = self._session.run([LOWRES], {INPUT_NAME: batch})
+            return lowres_result(lowres, batch.shape[-2:], want_logits)
         names = [n for n in ("labels", "logits") if n in self._outputs
                  and (n == "labels" or want_logits or "labels" not in self._outputs)]
         if want_logits and "logits" not in self._outputs:

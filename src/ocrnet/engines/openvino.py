@@ -19,6 +19,7 @@ the performance counters `layer_profile` reads (`ocrnet bench --profile`).
 from __future__ import annotations
 
 import queue
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,9 +32,11 @@ from ocrnet.engines.base import (
     Engine,
     InferResult,
     check_input_shape,
+    lowres_result,
     package_metadata,
 )
 from ocrnet.errors import OcrnetError, PackageError
+from ocrnet.package import LOWRES
 from ocrnet.precision import Precision
 
 if TYPE_CHECKING:
@@ -113,6 +116,7 @@ class OpenVinoEngine(Engine):
     source: ClassVar[str] = "onnx"
     calib_methods: ClassVar[tuple[str, ...]] = ("mixed", "performance")
     accuracy_control: ClassVar[bool] = True
+    throughput_streams: ClassVar[bool] = True
 
     @classmethod
     def runnable_precisions(cls, device: str = "cpu") -> tuple[Precision, ...]:
@@ -132,7 +136,8 @@ class OpenVinoEngine(Engine):
         self._outputs = {name for out in compiled.outputs for name in out.get_names()}
         self._metadata = metadata
         self._originals: dict[str, tuple[str, list[str]]] | None = None
-        self._idle: queue.SimpleQueue[Any] | None = None  # infer_async's requests, made on use
+        self._idle: queue.SimpleQueue[Any] | None = None  # the requests of streams > 1
+        self._lock = threading.Lock()
 
     # --- build --------------------------------------------------------------------------------
     @classmethod
@@ -180,15 +185,48 @@ class OpenVinoEngine(Engine):
     # --- run ----------------------------------------------------------------------------------
     def _infer_impl(self, batch: np.ndarray, want_logits: bool) -> InferResult:
         check_input_shape(self._package, batch)
-        if want_logits and "logits" not in self._outputs:
+        if want_logits and not self._outputs & {"logits", LOWRES}:
             raise OcrnetError("this package has no logits output")
-        self._request.infer({0: batch})
-        logits = self._request.get_tensor("logits").data if "logits" in self._outputs else None
-        if "labels" in self._outputs:
-            labels = self._request.get_tensor("labels").data.copy()
-        else:
-            labels = logits.argmax(1).astype(np.uint8)
-        return InferResult(labels, logits.copy() if want_logits else None)
+        if self._metadata.get("streams", 1) == 1:  # the one request (not shared by threads)
+            self._request.infer({0: batch})
+            raw = self._read(self._request, want_logits)
+        else:  # a request of the pool: threads may call this at once, one request each
+            idle = self._pool()
+            request = idle.get()
+            try:
+                request.infer({0: batch})
+                raw = self._read(request, want_logits)
+            finally:
+                idle.put(request)
+        return self._result(raw, batch.shape[-2:], want_logits)
+
+    def _read(self, request: Any, want_logits: bool) -> dict[str, np.ndarray]:
+        """Copies of the outputs a result needs, so that the request can run again at once."""
+        if LOWRES in self._outputs:
+            return {LOWRES: request.get_tensor(LOWRES).data.copy()}
+        names = ["labels"] if "labels" in self._outputs else []
+        if want_logits or not names:
+            names.append("logits")
+        return {name: request.get_tensor(name).data.copy() for name in names}
+
+    @staticmethod
+    def _result(raw: dict[str, np.ndarray], size: tuple[int, ...],
+                want_logits: bool) -> InferResult:
+        if LOWRES in raw:  # labels in bands, mmseg-exact (engines.base.lowres_result)
+            return lowres_result(raw[LOWRES], (int(size[0]), int(size[1])), want_logits)
+        labels = raw["labels"] if "labels" in raw else raw["logits"].argmax(1).astype(np.uint8)
+        return InferResult(labels, raw.get("logits") if want_logits else None)
+
+    def _pool(self) -> queue.SimpleQueue[Any]:
+        """As many requests as the plugin runs at once, made on first use (once)."""
+        with self._lock:
+            if self._idle is None:
+                idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+                n = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+                for _ in range(max(1, n)):
+                    idle.put(self._compiled.create_infer_request())
+                self._idle = idle
+            return self._idle
 
     def infer_async(self, batch: np.ndarray) -> Future[InferResult]:
         """Labels for `batch` from one of the compiled model's requests, without waiting: up
@@ -198,25 +236,20 @@ class OpenVinoEngine(Engine):
             raise RuntimeError("OpenVinoEngine is closed")
         check_input_shape(self._package, batch)
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self._idle is None:  # as many requests as the plugin runs at once
-            self._idle = queue.SimpleQueue()
-            n = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            for _ in range(max(1, n)):
-                self._idle.put(self._compiled.create_infer_request())
-        idle = self._idle
+        idle = self._pool()
         request = idle.get()  # blocks while every request is busy
         future: Future[InferResult] = Future()
+        size = batch.shape[-2:]
 
         def done(_userdata: object) -> None:
             try:
-                out = "labels" if "labels" in self._outputs else "logits"
-                data = request.get_tensor(out).data
-                labels = data.copy() if out == "labels" else data.argmax(1).astype(np.uint8)
-                future.set_result(InferResult(labels))
+                try:
+                    raw = self._read(request, False)
+                finally:
+                    idle.put(request)
+                future.set_result(self._result(raw, size, False))
             except Exception as err:  # handed to the waiter, never lost in OpenVINO's thread
                 future.set_exception(err)
-            finally:
-                idle.put(request)
 
         request.set_callback(done, None)
         request.start_async({0: batch})

@@ -15,7 +15,9 @@ from ocrnet.fileio import sha256_file
 from ocrnet.package.manifest import (
     FORMAT,
     FORMAT_VERSION,
+    GRAPH_OUTPUTS,
     INPUT_NAME,
+    LOWRES,
     MANIFEST,
     OUTPUT_NAMES,
     InputSpec,
@@ -33,7 +35,8 @@ from ocrnet.package.reader import (
 from ocrnet.package.writer import PackageWriter, restore_interrupted
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "INPUT_NAME", "MANIFEST", "OUTPUT_NAMES", "InputSpec",
+    "FORMAT", "FORMAT_VERSION", "GRAPH_OUTPUTS", "INPUT_NAME", "LOWRES", "MANIFEST",
+    "OUTPUT_NAMES", "InputSpec",
     "Manifest", "ModelInfo", "Package", "PackageWriter", "check_member_name", "is_package",
     "read_package", "replaceable_package", "restore_interrupted", "sha256_file",
     "tool_versions",

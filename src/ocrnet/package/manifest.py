@@ -20,9 +20,14 @@ MANIFEST = "ocrnet.json"
 PARTIAL = ".partial-"  # in the name of a package being written
 
 #: Tensor names of every exported graph and package: `input` (NCHW float32, normalized) ->
-#: `labels` (N, H, W uint8 argmax) and `logits` (N, C, H, W float32).
+#: `labels` (N, H, W uint8 argmax) and `logits` (N, C, H, W float32), the default outputs.
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("labels", "logits")
+#: Or, alone: `lowres`, the logits (N, C, h, w) at the model's output stride (1/4 of the input),
+#: before its final resize; engines compute the labels from it (mmseg-exact, in bands, never
+#: all C channels at full size) and the full-size logits when asked.
+LOWRES = "lowres"
+GRAPH_OUTPUTS = (*OUTPUT_NAMES, LOWRES)
 
 
 # Bounds on what a manifest may make us read: a manifest is a few KB, a model file a few GB.
@@ -142,8 +147,10 @@ class Manifest:
                 for c in _list(palette, f"{where} 'palette'")):
             raise PackageError(f"{where} 'palette' must be a list of [R, G, B] (0..255)")
         outputs = tuple(_list(data.get("outputs", list(OUTPUT_NAMES)), f"{where} 'outputs'"))
-        if not outputs or not all(o in OUTPUT_NAMES for o in outputs):
-            raise PackageError(f"{where} 'outputs' must name some of {', '.join(OUTPUT_NAMES)}")
+        if not outputs or not all(o in GRAPH_OUTPUTS for o in outputs) or \
+                (LOWRES in outputs and len(outputs) > 1):
+            raise PackageError(f"{where} 'outputs' must name some of {', '.join(OUTPUT_NAMES)}, "
+                               f"or {LOWRES} alone")
         # Blocks that tools read with .get(): wrongly typed, they would fail deep inside a tool.
         for key in ("runtime", "preprocess", "source", "graph_rewrites", "tools"):
             if data.get(key) is not None:

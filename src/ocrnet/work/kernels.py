@@ -15,7 +15,7 @@ under a test mode (`ocrnet.work.modes`: slide, aug) or with confidence maps the 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +92,38 @@ def loaded_batches(chunk: Sequence[tuple[int, Sample]], *, scale: Scale, batch_s
         yield [chunk[n][0]], skipped
 
 
+Loaded = tuple[list[int], Batch | SkippedFile]
+
+
+def in_flight(engine: Engine, batches: Iterable[Loaded],
+              predict: Callable[[list[int], Batch], list[ModePrediction]],
+              ) -> Iterator[tuple[list[int], Batch | SkippedFile, list[ModePrediction] | None]]:
+    """Each loaded batch with its predictions (None for a skipped file), in input order.
+
+    An engine opened with K streams (a throughput mode, `ocrnet.engines.stream_count`) predicts
+    K batches at once on K threads, each `infer` on a request of its own, so both cores stay
+    busy through the layers one request runs on one core and through the resize back; at most
+    K batches are held here. The predictions are those of one batch at a time: each image's
+    labels depend on its own pixels only."""
+    streams = int(engine.metadata.get("streams") or 1)
+    if streams <= 1:
+        for indices, got in batches:
+            yield indices, got, None if isinstance(got, SkippedFile) else predict(indices, got)
+        return
+    pending: deque[tuple[list[int], Batch | SkippedFile,
+                         Future[list[ModePrediction]] | None]] = deque()
+    with ThreadPoolExecutor(streams, thread_name_prefix="ocrnet-stream") as pool:
+        for indices, got in batches:
+            job = None if isinstance(got, SkippedFile) else pool.submit(predict, indices, got)
+            pending.append((indices, got, job))
+            while len(pending) >= streams:
+                indices, got, job = pending.popleft()
+                yield indices, got, None if job is None else job.result()
+        while pending:
+            indices, got, job = pending.popleft()
+            yield indices, got, None if job is None else job.result()
+
+
 @dataclass
 class PredictKernel:
     """Label PNGs (and colour masks, overlays) for a chunk of `PredictItem`s, written
@@ -119,24 +151,26 @@ class PredictKernel:
         samples = [(i, Sample(stem=it.out_base.name, city=it.image.parent.name, image=it.image))
                    for i, it in chunk]
         pending: deque[Future[tuple[int, dict[str, Any]]]] = deque()
+
+        def predict(at: list[int], got: Batch) -> list[ModePrediction]:
+            return batch_predictions(
+                engine, got.images, got.sizes, self.mode, batch=o.batch_size,
+                resize=o.resize, confidence=o.confidence,
+                original=lambda i: read_image(items[at[i]].image, max_pixels=o.max_pixels))
+
+        loaded = loaded_batches(samples, scale=self.scale,
+                                batch_size=run_batch(engine, o.batch_size), labels=False,
+                                max_pixels=o.max_pixels, workers=workers, prefetch=prefetch)
         # On an error the pool still finishes the queued writes (complete predictions, each
         # written atomically) before the error propagates.
         with ThreadPoolExecutor(1, thread_name_prefix="ocrnet-write") as writer:
-            for indices, got in loaded_batches(samples, scale=self.scale,
-                                               batch_size=run_batch(engine, o.batch_size),
-                                               labels=False,
-                                               max_pixels=o.max_pixels, workers=workers,
-                                               prefetch=prefetch):
+            for indices, got, preds in in_flight(engine, loaded, predict):
                 if isinstance(got, SkippedFile):
                     done: Future[tuple[int, dict[str, Any]]] = Future()
                     done.set_result((indices[0], {"image": got.path, "skipped": got.reason}))
                     pending.append(done)
                     continue
-                preds = batch_predictions(
-                    engine, got.images, got.sizes, self.mode, batch=o.batch_size,
-                    resize=o.resize, confidence=o.confidence,
-                    original=lambda i, at=indices: read_image(items[at[i]].image,
-                                                              max_pixels=o.max_pixels))
+                assert preds is not None  # in_flight predicts every batch
                 for index, pred in zip(indices, preds, strict=True):
                     pending.append(writer.submit(_write_outputs, index, items[index], pred, o))
                 while len(pending) > _MAX_PENDING_WRITES:
@@ -205,14 +239,15 @@ class ScoreKernel:
             prefetch: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
         assert engine is not None and self.scale is not None, "setup() first"
         o = self.options
-        for indices, got in loaded_batches(chunk, scale=self.scale,
-                                           batch_size=run_batch(engine, o.batch_size),
-                                           labels=True, max_pixels=o.max_pixels,
-                                           workers=workers, prefetch=prefetch):
+        loaded = loaded_batches(chunk, scale=self.scale,
+                                batch_size=run_batch(engine, o.batch_size), labels=True,
+                                max_pixels=o.max_pixels, workers=workers, prefetch=prefetch)
+        for indices, got, preds in in_flight(engine, loaded,
+                                             lambda _, batch: self._predict(engine, batch)):
             if isinstance(got, SkippedFile):
                 yield indices[0], {"path": got.path, "skipped": got.reason}
                 continue
-            preds = self._predict(engine, got)
+            assert preds is not None  # in_flight predicts every batch
             for index, pred, label, sample in zip(indices, preds, got.labels, got.samples,
                                                   strict=True):
                 if o.save_predictions is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ocrnet import defaults
-from ocrnet.engines import opened_engine
+from ocrnet.engines import opened_engine, stream_count
 from ocrnet.engines.base import Engine
 from ocrnet.progress import progress_bar
 
@@ -43,8 +43,9 @@ class Executor(Protocol):
 
 @dataclass
 class LocalExecutor:
-    """This process: the model opened once on `device` (`threads` inference threads), images
-    decoded on `workers` threads with `prefetch` in flight."""
+    """This process: the model opened once on `device` (`threads` inference threads, `streams`
+    requests at once, see `ocrnet.engines.stream_count`: the kernels keep that many batches in
+    flight), images decoded on `workers` threads with `prefetch` in flight."""
 
     device: str = defaults.DEVICE
     trust_checkpoint: bool = False
@@ -52,6 +53,7 @@ class LocalExecutor:
     threads: int | None = None
     workers: int | None = None
     prefetch: int | None = None
+    streams: int | None = None  # None: chosen for the machine and backend
 
     def run(self, model: Model, kernel: Kernel, items: Sequence[Any], *, desc: str,
             progress: bool, on_record: OnRecord) -> dict[str, Any]:
@@ -61,9 +63,10 @@ class LocalExecutor:
                              prefetch=self.prefetch), len(chunk), desc, progress, on_record)
             return {}
         assert model is not None, "this kernel needs a model"
+        streams = stream_count(model, self.streams, self.threads)
         with opened_engine(model, device=self.device, trust_checkpoint=self.trust_checkpoint,
-                           trust_package=self.trust_package, threads=self.threads) as (engine,
-                                                                                      name):
+                           trust_package=self.trust_package, threads=self.threads,
+                           streams=streams) as (engine, name):
             info = {"model": name, **kernel.setup(engine, name)}
             drain(kernel.run(engine, chunk, workers=self.workers, prefetch=self.prefetch),
                   len(chunk), desc, progress, on_record)

@@ -347,9 +347,10 @@ class NoLogitsError(OcrnetError):
 
 
 def gives_logits(engine: Engine) -> bool:
-    """False for a package whose manifest lists no logits output (`build --outputs labels`)."""
+    """False for a package whose manifest lists no logits output (`build --outputs labels`);
+    a `lowres` package gives them (resized from its output on the host)."""
     outputs = engine.metadata.get("outputs")
-    return not isinstance(outputs, (list, tuple)) or "logits" in outputs
+    return not isinstance(outputs, (list, tuple)) or "logits" in outputs or "lowres" in outputs
 
 
 def _logits(engine: Engine, logits: np.ndarray | None, need: str) -> np.ndarray:

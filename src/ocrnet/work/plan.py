@@ -19,7 +19,7 @@ from ocrnet.data.cityscapes import IMAGE_SUFFIX, Sample
 from ocrnet.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ocrnet.data.transforms import Scale, parse_scale
 from ocrnet.engines.base import RESIZE_MODES
-from ocrnet.errors import DataError, OcrnetError, OutputError
+from ocrnet.errors import DataError, OcrnetError, OutputError, check_int
 from ocrnet.fileio import prepare_folder
 from ocrnet.work.confidence import CONFIDENCE_SUFFIX
 from ocrnet.work.formats import (
@@ -104,6 +104,17 @@ def check_run_options(resize: str, batch_size: int) -> None:
         raise OcrnetError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
     if batch_size < 1:
         raise OcrnetError(f"batch size must be a positive number of images, got {batch_size}")
+
+
+def check_streams(streams: int | None, ray: str | None) -> None:
+    """`streams` (images in flight through one engine) is an in-process choice: Ray's actors
+    each run one request, and more actors (`workers`) are the way to more in flight there."""
+    if streams is None:
+        return
+    check_int(streams, "streams")
+    if ray is not None and streams > 1:
+        raise OcrnetError(f"--streams {streams} applies to runs in this process; with --ray each "
+                          "actor runs one request at a time (--workers sets how many actors)")
 
 
 def predict_options(*, format: str, color: bool, overlay: bool, opacity: float,
