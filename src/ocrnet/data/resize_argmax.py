@@ -58,6 +58,8 @@ def applies(logits: np.ndarray, size: tuple[int, int]) -> bool:
     """Whether `resized_argmax` gives `logits` (C, h, w) at `size`: power-of-two ratios on
     both sides, an output large enough for torch's general kernel, finite moderate values."""
     h, w = logits.shape[-2:]
+    if h < 2 or w < 2:  # a 1 x 1 input is "channels-last" to torch: another kernel
+        return False
     if power_of_two_ratio(h, size[0]) is None or power_of_two_ratio(w, size[1]) is None:
         return False
     if size[0] + size[1] <= _SMALL_OUTPUT or logits.size == 0:
@@ -118,6 +120,8 @@ def _axis(start: int, stop: int, n_in: int, r: int) -> tuple[int, int, int, int]
     s = int(first) if first > 0 else 0
     last = max((stop - 0.5) / r - 0.5, 0.0)
     e = min(int(last) + 1, n_in - 1)
+    if s == e and s > 0:  # never one source index: a 1 x 1 window of more than 3 channels
+        s -= 1  # is "channels-last" to torch, which then takes another kernel
     count = stop - r * s
     if count == e - s + 1:  # torch copies an axis whose in and out sizes agree: compute one more
         count += 1
