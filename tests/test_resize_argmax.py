@@ -35,12 +35,13 @@ def draw(kind: str, rng: np.random.Generator, channels: int, h: int, w: int) -> 
 
 
 @pytest.mark.parametrize(("channels", "h", "w", "ry", "rx"), [
-    (19, 32, 64, 4, 4), (19, 33, 17, 4, 4), (3, 40, 50, 2, 8), (5, 7, 90, 4, 2),
-    (19, 1, 40, 4, 4), (2, 45, 3, 4, 4), (19, 61, 37, 8, 4), (300, 9, 40, 4, 4)])
+    (19, 32, 64, 4, 4), (19, 33, 17, 4, 4), (4, 40, 50, 2, 8), (5, 7, 90, 4, 2),
+    (19, 2, 40, 4, 4), (2, 45, 3, 4, 4), (19, 61, 37, 8, 4), (300, 9, 40, 4, 4),
+    (19, 10, 72, 4, 4)])  # the bottom border's last piece: one output column
 @pytest.mark.parametrize("kind", ["noise", "smooth", "ties"])
 def test_banded_labels_are_byte_identical(channels: int, h: int, w: int, ry: int, rx: int,
                                           kind: str) -> None:
-    """Odd sides, one source row, ratios 2, 4 and 8 (each side its own), over 256 classes
+    """Odd sides, two source rows, ratios 2, 4 and 8 (each side its own), over 256 classes
     (labels wrap as argmax().astype(np.uint8) does)."""
     rng = np.random.default_rng(channels * 1000 + h * 10 + w)
     logits = draw(kind, rng, channels, h, w)
@@ -81,6 +82,8 @@ def test_most_cells_of_smooth_logits_need_no_interpolation() -> None:
     ((19, 251, 31), (1001, 124)),  # an input side that is not a multiple of 4
     ((19, 16, 32), (8, 16)),  # downscale
     ((4, 8, 12), (32, 48)),  # output too small for torch's general kernel
+    ((19, 1, 40), (4, 160)),  # one source row: torch's kernel choice differs by window
+    ((3, 40, 64), (160, 256)),  # 3 classes: torch's kernel depends on its thread count
 ])
 def test_other_ratios_take_the_per_channel_path(shape: tuple[int, int, int],
                                                 size: tuple[int, int]) -> None:
@@ -118,3 +121,35 @@ def test_batches_and_power_of_two_ratios() -> None:
     assert [ra.power_of_two_ratio(a, b) for a, b in [(4, 16), (4, 8), (4, 12), (4, 4), (0, 4),
                                                      (5, 40), (3, 2)]] == \
         [4, 2, None, None, None, 8, None]
+
+
+def test_three_candidate_classes_on_one_thread() -> None:
+    """torch resizes exactly 3 channels on one thread with its channels-last kernel (other
+    roundings: near-ties flipped 970 pixels here): a band whose undecided cells have 3
+    possible winners computes a fourth channel too."""
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 3, (6, 40, 64)).astype(np.float32) * np.float32(0.7)
+    logits += rng.standard_normal((6, 40, 64)).astype(np.float32) * np.float32(1e-7)
+    logits[3:] -= 100  # classes 3..5 never win: the candidates are 0, 1, 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = ra.resized_argmax(logits, (160, 256), threads=1)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(got, reference(logits, (160, 256)))
+
+
+def test_three_classes_on_one_thread_match_torchs_own_kernel() -> None:
+    """3 channels on one thread: torch's whole resize takes its channels-last kernel, which
+    a channel at a time would not (191 pixels differed): they are resized together."""
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 3, (3, 40, 64)).astype(np.float32) * np.float32(0.7)
+    logits += rng.standard_normal((3, 40, 64)).astype(np.float32) * np.float32(1e-7)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        np.testing.assert_array_equal(logits_to_labels(logits, (160, 256)),
+                                      reference(logits, (160, 256)))
+    finally:
+        torch.set_num_threads(before)

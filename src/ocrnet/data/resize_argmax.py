@@ -33,7 +33,8 @@ from itertools import pairwise
 import numpy as np
 
 # torch picks a different bilinear kernel (channels-last, other roundings) when the output's
-# height + width is at most this, so every window here is made larger than that.
+# height + width is at most this, so every window here is made larger than that; it does too
+# for exactly 3 channels on one thread, so no window has 3 (and 3-class logits are not banded).
 _SMALL_OUTPUT = 128
 # Beyond this the resize's arithmetic could overflow to inf (and 0 * inf to NaN): those logits
 # go to the per-channel path, which keeps np.argmax's NaN rules.
@@ -57,7 +58,9 @@ def power_of_two_ratio(n_in: int, n_out: int) -> int | None:
 def applies(logits: np.ndarray, size: tuple[int, int]) -> bool:
     """Whether `resized_argmax` gives `logits` (C, h, w) at `size`: power-of-two ratios on
     both sides, an output large enough for torch's general kernel, finite moderate values."""
-    h, w = logits.shape[-2:]
+    channels, h, w = logits.shape[-3:]
+    if h < 2 or w < 2 or channels == 3:  # torch would take another kernel for some windows
+        return False
     if power_of_two_ratio(h, size[0]) is None or power_of_two_ratio(w, size[1]) is None:
         return False
     if size[0] + size[1] <= _SMALL_OUTPUT or logits.size == 0:
@@ -118,6 +121,8 @@ def _axis(start: int, stop: int, n_in: int, r: int) -> tuple[int, int, int, int]
     s = int(first) if first > 0 else 0
     last = max((stop - 0.5) / r - 0.5, 0.0)
     e = min(int(last) + 1, n_in - 1)
+    if s == e and s > 0:  # never one source index: a 1 x 1 window of more than 3 channels
+        s -= 1  # is "channels-last" to torch, which then takes another kernel
     count = stop - r * s
     if count == e - s + 1:  # torch copies an axis whose in and out sizes agree: compute one more
         count += 1
@@ -198,6 +203,8 @@ def _band(x: np.ndarray, ratios: tuple[int, int], cells: tuple[int, int],
     undecided ones exactly, among the classes that can win them."""
     (ry, rx), (i0, i1) = ratios, cells
     labels, decided, candidates = cell_labels(x[:, i0:i1 + 1])
+    if len(candidates) == 3:  # a fourth (which cannot win) keeps torch on its general kernel
+        candidates = np.union1d(candidates, np.setdiff1d(np.arange(len(x)), candidates)[:1])
     rows = slice(ry // 2 + ry * i0, ry // 2 + ry * i1)
     out[rows, rx // 2:out.shape[1] - rx // 2] = np.repeat(np.repeat(labels, ry, 0), rx, 1)
     if decided.all():

@@ -129,6 +129,8 @@ def argmax_by_channel(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     `logits_to_labels` for any ratio and any values (public for the benchmarks' comparison)."""
     if logits.ndim == 4:  # (N, C, h, w): one image at a time
         return np.stack([argmax_by_channel(one, size) for one in logits])
+    if logits.shape[0] == 3:  # torch resizes 3 channels on one thread with another kernel
+        return resize_logits(logits, size).argmax(axis=0).astype(np.uint8)  # 3 planes only
     # np.argmax treats NaN as the maximum (the first NaN wins); resizing can make a NaN out of
     # infinities, so the NaN rule is applied only when the logits are not all finite.
     nan_aware = not bool(np.isfinite(logits).all())
