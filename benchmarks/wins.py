@@ -243,6 +243,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     parser.add_argument("--images", type=int, default=8, help="scenes predict runs on")
     parser.add_argument("--repeats", type=int, default=3, help="host-step and predict rounds")
+    parser.add_argument("--stream-graphs", nargs="+", default=["labels", "lowres"],
+                        choices=["labels", "lowres"],
+                        help="graphs predict runs with 1 and 2 streams (each costs 2 x repeats"
+                             " passes over --images)")
     parser.add_argument("--calib-count", type=int, default=8)
     parser.add_argument("--batch2", action="store_true",
                         help="also eval int8 at static batch 2 vs 1 (two more int8 builds)")
@@ -264,7 +268,7 @@ def main() -> None:
     images = sorted((root / "leftImg8bit").rglob("*.png"))
     results["predict_img_s"] = {f"{p}-{g}": streams(pkg, images, args.repeats)
                                 for p, graphs in built.items() for g, pkg in graphs.items()
-                                if g != "default"}
+                                if g in args.stream_graphs}
     if args.batch2:
         results["eval_int8_img_s"] = batch_two(args, h, w, root)
     out = Path(args.out)

@@ -90,10 +90,27 @@ def checkpoint(variant: str = "hr18", seed: int = 0) -> Path:
 @shared
 def onnx_file() -> Path:
     from ocrnet.export import export_onnx
+    from ocrnet.package import OUTPUT_NAMES
 
     path = workdir() / "hr18.onnx"
-    export_onnx(checkpoint(), path, shape=SHAPE)
+    cached_export(checkpoint(), path, SHAPE, outputs=OUTPUT_NAMES,
+                  export=lambda: export_onnx(checkpoint(), path, shape=SHAPE))
     return path
+
+
+def cached_export(source: Path, out: Path, shape: tuple[int, ...], *, export: Any,
+                  **options: Any) -> Path:
+    """`export()` through `ocrnet.export_cache` under the key a checkpoint build of `source`
+    with `options` uses (conftest points OCRNET_EXPORT_CACHE into the run's shared folder), so
+    builds from the checkpoint later in the run reuse this export instead of exporting again."""
+    from ocrnet import export_cache
+    from ocrnet.export import DEFAULT_OPSET
+    from ocrnet.fileio import sha256_file
+
+    options.setdefault("opset", DEFAULT_OPSET)
+    export_cache.exported(out, export_cache.export_key(sha256_file(source), shape, **options),
+                          export)
+    return out
 
 
 @shared
@@ -224,8 +241,10 @@ def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Pat
     from ocrnet.export import export_onnx
 
     name = f"demo-{'x'.join(map(str, shape))}-{'+'.join(outputs)}.onnx"
-    return export_onnx(DEMO / "ocrnet_hr18_synthetic_demo.pth", workdir() / name, shape=shape,
-                       outputs=list(outputs), winograd=False).path
+    source = DEMO / "ocrnet_hr18_synthetic_demo.pth"
+    return cached_export(source, workdir() / name, shape, outputs=outputs,
+                         export=lambda: export_onnx(source, workdir() / name, shape=shape,
+                                                    outputs=list(outputs), winograd=False))
 
 
 def demo_package(backend: str = "openvino", precision: str = "fp32",

@@ -1,7 +1,8 @@
 """Session-wide fixtures.
 
 `engine_artifacts` (autouse): the folder of the shared artifacts `_engine_helpers` builds once per
-session.
+session; OCRNET_EXPORT_CACHE points into it, so builds from one checkpoint with the same export
+options export once per run.
 
 In CI (`CI=true`), a test or module skipped because an import failed (`pytest.importorskip`:
 a missing extra such as serve, ray, onnxruntime or openvino) fails instead: a CI image without
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 
 import _engine_helpers
+from ocrnet import export_cache
 
 
 def _missing_import(report: pytest.CollectReport | pytest.TestReport) -> str | None:
@@ -69,6 +71,8 @@ def engine_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     else:
         folder = tmp_path_factory.mktemp("engine-artifacts")
     _engine_helpers.use_workdir(folder)
+    # Builds from a checkpoint reuse one export per key across the run (and its subprocesses).
+    os.environ[export_cache.ENV] = str(folder / "exports")
     yield _engine_helpers
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocrnet import defaults
+from ocrnet import defaults, export_cache
 from ocrnet.engines import get_backend
 from ocrnet.engines.base import BuildRequest
 from ocrnet.errors import OcrnetError, OutputError
@@ -251,11 +251,13 @@ def _checkpoint_source(cls: Any, p: Precision, source: Path, source_meta: dict[s
         src.onnx_path = tmp / "model.onnx"
         if winograd is None:
             winograd = p in (Precision.FP32, Precision.BF16) and not dynamic
-        exported = export_onnx(model, src.onnx_path, shape=dims, dynamic=dynamic,
-                               opset=opset, winograd=winograd, outputs=outputs,
-                               dynamic_batch=fix_batch is not None,
-                               metadata={"source_sha256": source_meta["sha256"]})
-        src.graph = (exported.outputs, _rewrites(exported.metadata))
+        options = dict(dynamic=dynamic, dynamic_batch=fix_batch is not None, winograd=winograd,
+                       outputs=list(outputs), opset=opset)
+        key = export_cache.export_key(source_meta["sha256"], dims, **options)
+        export_cache.exported(src.onnx_path, key, lambda: export_onnx(
+            model, src.onnx_path, shape=dims, **options,
+            metadata={"source_sha256": source_meta["sha256"]}))
+        src.graph = _onnx_facts(src.onnx_path)[3]
     return src
 
 
