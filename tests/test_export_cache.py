@@ -126,3 +126,28 @@ def test_the_key_names_every_option_and_the_source() -> None:
         others.append(export_cache.export_key("a" * 64, (1, 3, 64, 128), **{**base,
                                                                              name: value}))
     assert len({key, *others}) == len(others) + 1
+
+
+def test_an_unusable_cache_never_fails_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A cache folder that cannot be made (here: a path under a regular file)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(export_cache.ENV, str(blocker / "cache"))
+    calls: list[bytes] = []
+    assert not export_cache.exported(tmp_path / "m.onnx", "k",
+                                     _writer(tmp_path / "m.onnx", b"graph", calls))
+    assert calls == [b"graph"] and (tmp_path / "m.onnx").read_bytes() == b"graph"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unusable" in err[0] and "exporting without it" in err[0]
+
+
+def test_an_entry_that_cannot_be_stored_never_fails_the_export(
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: the store's OutputError (here the entry's name is a folder) escaped."""
+    (cache / "k.onnx" / "inside").mkdir(parents=True)
+    calls: list[bytes] = []
+    assert not export_cache.exported(tmp_path / "m.onnx", "k",
+                                     _writer(tmp_path / "m.onnx", b"graph", calls))
+    assert calls == [b"graph"] and (tmp_path / "m.onnx").read_bytes() == b"graph"
+    assert "entry not stored" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """An opt-in folder of ONNX exports, so that building one checkpoint again (another precision,
 another backend, the same shape) does not export it again.
 
-Set `OCRNET_EXPORT_CACHE=DIR` and `build` (and `ocrnet run`) keep each checkpoint export in DIR
+Set `OCRNET_EXPORT_CACHE=DIR` and `build` keeps each export of a checkpoint in DIR
 under a key of everything that decides its bytes: the checkpoint's sha256, the example shape,
 which axes are symbolic, Winograd, the outputs, the opset, the versions of ocrnet, torch, onnx
 and onnxscript, and a digest of the exporter's and the model's own source files (a changed
@@ -14,6 +14,8 @@ exporter in a working tree never reuses an older graph). Unset, nothing is cache
   look-up and the export, so two builds of the same key (two processes, two test workers)
   export once.
 - **Bounded.** At most `MAX_ENTRIES` entries; storing one more removes the least recently used.
+- **Never the reason a build fails.** A cache folder that cannot be made, locked or written to
+  is said in one line on stderr and the build exports as if it were unset.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from ocrnet.errors import OutputError
 from ocrnet.fileio import atomic_path, atomic_write_text, sha256_file
 
 ENV = "OCRNET_EXPORT_CACHE"
 MAX_ENTRIES = 8
-_TOOLS = ("ocrnet", "torch", "onnx", "onnxscript")
+_TOOLS = ("torch", "onnx", "onnxscript")  # and ocrnet itself (tool_versions adds it)
 
 
 def folder() -> Path | None:
@@ -50,7 +53,7 @@ def export_key(source_sha256: str, shape: Sequence[int], *, dynamic: bool = Fals
     facts = {"source_sha256": source_sha256, "shape": [int(d) for d in shape],
              "dynamic": dynamic, "dynamic_batch": dynamic_batch, "winograd": winograd,
              "outputs": list(outputs), "opset": opset,
-             "tools": tool_versions(*_TOOLS[1:]), "code": _code_digest()}
+             "tools": tool_versions(*_TOOLS), "code": _code_digest()}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -72,12 +75,13 @@ def exported(out: Path, key: str, export: Callable[[], Any]) -> bool:
         return False
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        lock = open(cache / f"{key}.lock", "a")  # noqa: SIM115 - held by _locked below
     except OSError as err:
         print(f"ocrnet: export cache {cache} unusable ({err.strerror}); exporting without it",
               file=sys.stderr)
         export()
         return False
-    with _locked(cache / f"{key}.lock"):
+    with lock, _locked(lock):
         if _fetch(cache, key, out):
             return True
         export()
@@ -101,7 +105,8 @@ def _fetch(cache: Path, key: str, out: Path) -> bool:
         for path in (entry, record):
             path.unlink(missing_ok=True)
         return False
-    os.utime(record)  # most recently used
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(record)  # most recently used
     return True
 
 
@@ -112,7 +117,7 @@ def _store(cache: Path, key: str, out: Path) -> None:
             shutil.copyfile(out, tmp)
         atomic_write_text(cache / f"{key}.json", json.dumps({"sha256": sha256_file(out)}))
         _prune(cache)
-    except OSError as err:
+    except (OSError, OutputError) as err:
         print(f"ocrnet: export cache {cache}: entry not stored ({err})", file=sys.stderr)
 
 
@@ -124,15 +129,14 @@ def _prune(cache: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(fh: IO[str]) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock, at worst two exports
         yield
         return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
