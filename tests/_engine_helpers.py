@@ -237,21 +237,25 @@ def needs(backend: str, precision: str) -> pytest.MarkDecorator:
 @shared
 def demo_onnx(shape: tuple[int, int, int, int], outputs: tuple[str, ...]) -> Path:
     """The shipped demo model exported once per session at `shape` (no Winograd: the graph a
-    checkpoint build exports for int8), for every test that builds from it."""
-    from ocrnet.export import export_onnx
+    checkpoint build exports for int8), for every test that builds from it: one export with
+    both outputs, under the key `demo_package`'s build of that shape uses, cut to `outputs`."""
+    from ocrnet.export import export_onnx, select_outputs
+    from ocrnet.package import OUTPUT_NAMES
 
-    name = f"demo-{'x'.join(map(str, shape))}-{'+'.join(outputs)}.onnx"
+    full = workdir() / f"demo-{'x'.join(map(str, shape))}.onnx"
     source = DEMO / "ocrnet_hr18_synthetic_demo.pth"
-    return cached_export(source, workdir() / name, shape, outputs=outputs,
-                         export=lambda: export_onnx(source, workdir() / name, shape=shape,
-                                                    outputs=list(outputs), winograd=False))
+    cached_export(source, full, shape, outputs=OUTPUT_NAMES,
+                  export=lambda: export_onnx(source, full, shape=shape, winograd=False))
+    if list(outputs) == list(OUTPUT_NAMES):
+        return full
+    return select_outputs(full, full.with_name(f"{full.stem}-{'+'.join(outputs)}.onnx"), outputs)
 
 
 def demo_package(backend: str = "openvino", precision: str = "fp32",
                  shape: tuple[int, int, int, int] = (1, 3, 128, 256)) -> Path:
-    """A package of the shipped demo model at a small static shape, built once per run
-    for each (backend, precision, shape), however the arguments are spelled (the serve tests'
-    4x3x64x128 OpenVINO fp32 package is also test_predict's static-batch package)."""
+    """A package of the shipped demo model at a small static shape (plain graph), built once
+    per run for each (backend, precision, shape), however the arguments are spelled (the serve
+    tests' 4x3x64x128 OpenVINO fp32 package is also test_predict's static-batch package)."""
     return _demo_package(backend, precision, tuple(int(d) for d in shape))
 
 
@@ -261,5 +265,6 @@ def _demo_package(backend: str, precision: str, shape: tuple[int, ...]) -> Path:
 
     checkpoint = DEMO / "ocrnet_hr18_synthetic_demo.pth"
     name = f"demo-{backend}-{precision}-{'x'.join(map(str, shape))}"
+    # No Winograd: the plain graph's export is demo_onnx's, made once for both.
     return build_package(checkpoint, workdir() / name, backend=backend, precision=precision,
-                         shape=shape).path
+                         shape=shape, winograd=False).path
