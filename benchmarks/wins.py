@@ -44,6 +44,7 @@ from ocrnet.build import build_package
 from ocrnet.errors import OcrnetError
 from ocrnet.machine import machine_info
 from ocrnet.pipeline import DEMO_CHECKPOINT
+from ocrnet.shapes import parse_size
 
 GRAPHS = {"default": ["labels", "logits"], "labels": ["labels"], "lowres": ["lowres"]}
 
@@ -254,7 +255,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/wins")
     args = parser.parse_args()
 
-    h, w = (int(v) for v in args.shape.lower().split("x"))
+    try:
+        h, w = parse_size(args.shape, what="--shape")
+    except OcrnetError as err:
+        parser.error(str(err))
     Path(args.work).mkdir(parents=True, exist_ok=True)
     say(f"wins.py --shape {h}x{w} --precisions {' '.join(args.precisions)}")
     built = packages(args, h, w)
